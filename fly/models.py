@@ -1,0 +1,152 @@
+"""Typed shapes of the Fly Machines API answers and requests (see Fly's OpenAPI spec).
+
+Answers are validated on the way in: the client trusts nothing it has not parsed. Models allow extra
+fields because Fly adds fields over time; what this project relies on is declared and typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Organization(_Answer):
+    id: str | None = None
+    slug: str
+    name: str | None = None
+    internal_numeric_id: int | None = None
+
+
+class App(_Answer):
+    id: str | None = None
+    name: str
+    network: str | None = None
+    status: str | None = None
+    organization: Organization | None = None
+    machine_count: int | None = None
+    volume_count: int | None = None
+
+
+class Volume(_Answer):
+    id: str
+    name: str
+    state: str | None = None
+    size_gb: int
+    region: str
+    zone: str | None = None
+    encrypted: bool | None = None
+    attached_machine_id: str | None = None
+    attached_alloc_id: str | None = None
+    created_at: str | None = None
+    fstype: str | None = None
+
+
+class MachineEvent(_Answer):
+    id: str | None = None
+    type: str
+    status: str | None = None
+    source: str | None = None
+    timestamp: int | None = None
+    request: dict[str, Any] | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """Exit events carry ``request.exit_event.exit_code`` (as flyctl reads it)."""
+        exit_event = (self.request or {}).get("exit_event") or {}
+        code = exit_event.get("exit_code")
+        return int(code) if code is not None else None
+
+
+class CheckStatus(_Answer):
+    name: str
+    status: str
+    output: str | None = None
+    updated_at: str | None = None
+
+
+class ImageRef(_Answer):
+    registry: str | None = None
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class Machine(_Answer):
+    id: str
+    name: str | None = None
+    state: str
+    region: str | None = None
+    instance_id: str | None = None
+    version: str | None = None
+    private_ip: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    image_ref: ImageRef | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    events: list[MachineEvent] = Field(default_factory=list)
+    checks: list[CheckStatus] | None = None
+    nonce: str | None = None
+
+    @property
+    def current_version(self) -> str | None:
+        return self.instance_id or self.version
+
+
+class Lease(_Answer):
+    nonce: str
+    expires_at: int | None = None
+    owner: str | None = None
+    description: str | None = None
+    version: str | None = None
+
+
+class ExecResult(_Answer):
+    exit_code: int = 0
+    exit_signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+class WaitResult(_Answer):
+    ok: bool = True
+    state: str | None = None
+    version: str | None = None
+    event_id: str | None = None
+
+
+class SecretsUpdate(_Answer):
+    version: int | None = None
+    Version: int | None = None  # noqa: N815 - Fly answers both spellings (see the spec's AppSecretsUpdateResp)
+
+    @property
+    def secrets_version(self) -> int:
+        return int(self.version if self.version is not None else (self.Version or 0))
+
+
+class IPAssignment(_Answer):
+    ip: str
+    region: str | None = None
+    service_name: str | None = None
+    shared: bool | None = None
+    created_at: str | None = None
+
+
+class Certificate(_Answer):
+    hostname: str
+    status: str | None = None
+    configured: bool | None = None
+    acme_requested: bool | None = None
+
+
+class DeployToken(_Answer):
+    token: str
+
+
+IPType = Literal["private_v6", "shared_v4", "v6", "v4"]
+MachineState = Literal["started", "stopped", "suspended", "destroyed", "failed", "settled"]

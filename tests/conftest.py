@@ -1,0 +1,35 @@
+"""Shared fixtures: a flysim on loopback, and the real Pulumi engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from flysim.testing import FlysimServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def flysim() -> Iterator[FlysimServer]:
+    """A fresh simulator per test, latency zero, rate limits as on Fly."""
+    with FlysimServer(orgs=["personal", "other-org"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pulumi_bin() -> Path:
+    """The engine the bootstrap built. Missing is a failure, never a skip: the e2e tests are the
+    product's proof and must not pass vacuously."""
+    candidates = [os.environ.get("ARTIFACT_PULUMI_BIN", "")]
+    found = shutil.which("pulumi")
+    if found:
+        candidates.append(str(Path(found).parent))
+    for directory in candidates:
+        if directory and (Path(directory) / "pulumi").is_file() and (Path(directory) / "pulumi-language-python").is_file():
+            return Path(directory)
+    pytest.fail("the Pulumi engine is missing: run scripts/setup.sh (or scripts/test), which builds it")
