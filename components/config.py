@@ -98,9 +98,9 @@ def _namespace_values(namespace: str, names: list[str]) -> dict[str, Any]:
     config = pulumi.Config(namespace)
     values: dict[str, Any] = {}
     for name in names:
-        value = config.get_object(name)
-        if value is None:
-            value = config.get(name)
+        # Pulumi hands config values over as strings; pydantic's lax mode turns "10" and "false" into
+        # the int and bool the model declares, and refuses what doesn't convert, naming the key.
+        value = config.get(name)
         if value is not None:
             values[name] = value
     return values

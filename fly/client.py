@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_exponential, wait_random
 
 from .connection import FlyConnection
 from .errors import (
@@ -65,7 +65,7 @@ class _WaitRetryAfter:
     """Exponential backoff with jitter, but never shorter than the server's ``Retry-After``."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
 
     def __call__(self, state: RetryCallState) -> float:
         backoff = self._backoff(state)
