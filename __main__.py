@@ -21,3 +21,5 @@ nfs = NfsServer("nfs", prefix=config.prefix, org_slug=config.org, region=config.
 pulumi.export("org", config.org)
 pulumi.export("prefix", config.prefix)
 pulumi.export("apps", {"nfs": nfs.manifest()})
+# Where the slice lives (never the token): operations such as `python -m ops validate` go there.
+pulumi.export("fly", {"api_base_url": endpoint.api_base_url or "", "flaps_base_url": endpoint.flaps_base_url or ""})

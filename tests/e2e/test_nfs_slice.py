@@ -51,3 +51,19 @@ def test_up_preview_destroy(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
     s.destroy()
     assert _apps(flysim.state(), prefix) == {}
     s.remove()
+
+
+def test_phase6_validation_passes_on_a_fresh_slice(tmp_path: Path, pulumi_bin: Path, flysim, monkeypatch) -> None:
+    import os
+
+    from ops.__main__ import main
+
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)
+    assert s.up().summary.result == "succeeded"
+    for key, value in s.stack.workspace.env_vars.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", s.stack.workspace.env_vars["PATH"] + os.pathsep + os.environ["PATH"])
+    assert main(["validate", "--stack", s.stack.name, "--work-dir", str(s.work_dir)]) == 0
+    # the synthetic customer app is gone again
+    assert [a["name"] for a in flysim.state()["apps"] if "synthetic" in a["name"]] == []
+    s.destroy()
