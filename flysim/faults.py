@@ -1,0 +1,124 @@
+"""Fault injection, driven through the admin API (`/__flysim/faults`).
+
+A fault matches requests by operation (OpenAPI operationId), app and machine;
+any of them left out matches everything. It fires `count` times (default:
+every time) or with probability `rate`.
+
+kinds:
+  status         answer with `status` (default 503) and an ErrorResponse body,
+                 plus `Retry-After` when `retry_after` is set
+  hang           hold the request `seconds` (default 65, longer than Fly's 60 s
+                 proxy timeout) and then answer 504
+  fail           network failure: the connection is closed without a complete
+                 response (the client sees a transport error)
+  crash_on_boot  the next boot(s) of matching machines exit with code 1
+
+`after_commit=true` (status/hang/fail): the handler runs and its mutation is
+kept, but the client gets the fault instead of the real response, to test
+that clients adopt what they created instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from . import ids
+
+FaultKind = Literal["status", "hang", "fail", "crash_on_boot"]
+
+
+class FaultSpec(BaseModel):
+    kind: FaultKind = "status"
+    operation: str | None = None
+    app: str | None = None
+    machine: str | None = None
+    status: int = 503
+    retry_after: int | None = None
+    message: str | None = None
+    seconds: float = 65.0
+    count: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    after_commit: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FaultSpec:
+        if self.kind == "status" and not (400 <= self.status <= 599):
+            raise ValueError("status must be a 4xx or 5xx code")
+        if self.kind == "crash_on_boot" and self.after_commit:
+            raise ValueError("after_commit makes no sense for crash_on_boot")
+        return self
+
+
+class Fault(FaultSpec):
+    id: str = Field(default_factory=lambda: ids.opaque("flt_", 6))
+    fired: int = 0
+    remaining: int | None = None
+
+
+class FaultRegistry:
+    def __init__(self, seed: int | None = None) -> None:
+        self._faults: list[Fault] = []
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()  # the admin API may be hit from other threads' loops
+
+    def add(self, spec: FaultSpec) -> Fault:
+        fault = Fault(**spec.model_dump())
+        fault.remaining = spec.count
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def list(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _fire(self, f: Fault) -> bool:
+        if f.rate is not None and self._rng.random() >= f.rate:
+            return False
+        if f.remaining is not None:
+            if f.remaining <= 0:
+                return False
+            f.remaining -= 1
+        f.fired += 1
+        return True
+
+    def _prune(self) -> None:
+        self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
+
+    def match_request(self, operation: str, app: str | None, machine: str | None) -> Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if f.kind == "crash_on_boot":
+                    continue
+                if f.operation and f.operation != operation:
+                    continue
+                if f.app and f.app != app:
+                    continue
+                if f.machine and f.machine != machine:
+                    continue
+                if self._fire(f):
+                    self._prune()
+                    return f
+            return None
+
+    def take_crash(self, app: str, machine: str) -> bool:
+        with self._lock:
+            for f in self._faults:
+                if f.kind != "crash_on_boot":
+                    continue
+                if f.app and f.app != app:
+                    continue
+                if f.machine and f.machine != machine:
+                    continue
+                if self._fire(f):
+                    self._prune()
+                    return True
+            return False

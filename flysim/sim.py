@@ -1,0 +1,180 @@
+"""The simulator's shared world: store, engine, auth, faults, rate limits, call log.
+
+Handlers get a `Ctx` per request with helpers that look objects up *and*
+enforce the caller's token scope, so no handler can forget the check.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+
+from .auth import Auth, Principal, unauthorized
+from .engine import Engine
+from .errors import ApiError, bad_request, not_found
+from .faults import FaultRegistry
+from .latency import LatencyProfile, get_profile
+from .ratelimit import RateLimiter
+from .state import App, Machine, Store, Volume
+
+
+@dataclass
+class SimConfig:
+    token: str
+    orgs: list[str] = field(default_factory=lambda: ["personal"])
+    latency: str | LatencyProfile = "fast"  # a profile name, or custom timings
+    state_file: str | None = None
+    rate_limit: bool = True
+    fault_seed: int | None = None
+
+
+class Sim:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.profile: LatencyProfile = (
+            config.latency if isinstance(config.latency, LatencyProfile) else get_profile(config.latency)
+        )
+        self.store = Store(config.state_file)
+        self.auth = Auth(config.token, self.store)
+        self.faults = FaultRegistry(seed=config.fault_seed)
+        self.ratelimiter = RateLimiter(enabled=config.rate_limit)
+        self.engine = Engine(self.profile, self.faults, self.persist)
+        self.calls: list[dict[str, Any]] = []
+        self._calls_lock = threading.Lock()
+        for slug in config.orgs:
+            self.store.ensure_org(slug, name=slug)
+        self._settle_after_reload()
+        self.persist()
+
+    def _settle_after_reload(self) -> None:
+        """Machines caught mid-transition by a restart land in their target state."""
+        settle = {
+            "starting": "started",
+            "replacing": "started",
+            "stopping": "stopped",
+            "suspending": "suspended",
+            "destroying": "destroyed",
+        }
+        for app in self.store.world.apps.values():
+            for m in app.machines.values():
+                if m.state in settle:
+                    m.state = settle[m.state]
+                    if m.state == "destroyed":
+                        for v in app.volumes.values():
+                            if v.attached_machine_id == m.id:
+                                v.attached_machine_id = None
+
+    def reset(self) -> None:
+        self.engine.cancel_all()
+        world = self.store.world
+        world.apps.clear()
+        world.tokens.clear()
+        world.orgs = {slug: org for slug, org in world.orgs.items() if slug in self.config.orgs}
+        for slug in self.config.orgs:
+            self.store.ensure_org(slug, name=slug)
+        self.faults.clear()
+        self.ratelimiter.reset()
+        self.clear_calls()
+        self.persist()
+        self.engine.notifier.notify()
+
+    def persist(self) -> None:
+        self.store.save()
+
+    def record_call(self, method: str, path: str, status: int, operation: str) -> None:
+        with self._calls_lock:
+            self.calls.append({"method": method, "path": path, "status": status, "operation": operation})
+            del self.calls[:-10000]
+
+    def calls_snapshot(self) -> list[dict[str, Any]]:
+        with self._calls_lock:
+            return list(self.calls)
+
+    def clear_calls(self) -> None:
+        with self._calls_lock:
+            self.calls.clear()
+
+    def find_app(self, name: str) -> App | None:
+        return self.store.world.apps.get(name)
+
+
+class Ctx:
+    """Per-request helpers. `principal` is None only for unauthenticated routes."""
+
+    def __init__(self, sim: Sim, request: Request, principal: Principal | None, operation: str) -> None:
+        self.sim = sim
+        self.request = request
+        self.principal = principal
+        self.operation = operation
+        self._body: Any = None
+        self._body_read = False
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.request.path_params)
+
+    @property
+    def query(self) -> QueryParams:
+        return self.request.query_params
+
+    async def body(self) -> dict[str, Any]:
+        """Parsed JSON body; an empty body is `{}`; anything else non-object is a 400."""
+        if not self._body_read:
+            raw = await self.request.body()
+            self._body_read = True
+            if not raw.strip():
+                self._body = {}
+            else:
+                try:
+                    self._body = json.loads(raw)
+                except ValueError:
+                    raise bad_request("invalid JSON body") from None
+            if not isinstance(self._body, dict):
+                raise bad_request("request body must be a JSON object")
+        return self._body
+
+    def nonce(self) -> str | None:
+        return self.request.headers.get("fly-machine-lease-nonce") or None
+
+    # -- scoped lookups ------------------------------------------------------
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise unauthorized()
+        return self.principal
+
+    def app(self, name: str | None = None) -> App:
+        name = name if name is not None else self.params["app_name"]
+        app = self.sim.find_app(name)
+        principal = self.require_principal()
+        if app is None:
+            # A scoped token must not learn whether apps outside its scope exist.
+            if principal.kind == "app" and principal.app_name != name:
+                raise unauthorized()
+            raise ApiError(404, "app not found")
+        if not principal.can_app(app):
+            raise unauthorized()
+        return app
+
+    def machine(self, app: App, machine_id: str | None = None, *, allow_destroyed: bool = True) -> Machine:
+        mid = machine_id if machine_id is not None else self.params["machine_id"]
+        m = app.machines.get(mid)
+        if m is None or (not allow_destroyed and m.state == "destroyed"):
+            raise not_found("machine")
+        return m
+
+    def volume(self, app: App, volume_id: str | None = None) -> Volume:
+        vid = volume_id if volume_id is not None else self.params["volume_id"]
+        v = app.volumes.get(vid)
+        if v is None:
+            raise not_found("volume")
+        return v
+
+    def require_org(self, slug: str) -> None:
+        principal = self.require_principal()
+        if not principal.can_org(slug):
+            raise unauthorized()
