@@ -4,6 +4,7 @@ makes, validated against Fly's official OpenAPI spec (and GraphQL documents agai
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 from graphql import build_schema, parse, validate
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
+from openapi_core.validation.response.exceptions import MissingData
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from fly import FlyClient, FlyConnection, RetryPolicy
+from flysim.testing import FlysimServer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fly"
 SPEC_PATH = SHARED / "machines-openapi.json"
@@ -133,7 +136,25 @@ def openapi() -> OpenAPI:
     return OpenAPI.from_dict(spec)
 
 
-def test_client_and_simulator_follow_the_spec(flysim, openapi: OpenAPI) -> None:
+def _declares_no_body(spec: dict[str, Any], method: str, path: str, status: int) -> bool:
+    """Operations whose documented answer is ``content: {}`` (start, stop, delete, ...): openapi-core
+    can't accept any body for them, so an empty body is what conformance means there."""
+    for template, item in spec["paths"].items():
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, path) and method.lower() in item:
+            response = item[method.lower()]["responses"].get(str(status)) or {}
+            return response.get("content") == {}
+    return False
+
+
+def test_client_and_simulator_follow_the_spec(openapi: OpenAPI) -> None:
+    # Rate limits off: a 429 is Fly's answer to load, undocumented in the spec, and not what is checked here.
+    with FlysimServer(orgs=["personal"], rate_limit=False) as flysim:
+        _check_everything(flysim, openapi)
+
+
+def _check_everything(flysim: FlysimServer, openapi: OpenAPI) -> None:
+    spec_dict = json.loads(SPEC_PATH.read_text())
     openapi.spec.accessor.lookup["servers"] = [{"url": flysim.url}]  # the spec names Fly's host
     recorder = Recorder()
     connection = FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
@@ -159,6 +180,9 @@ def test_client_and_simulator_follow_the_spec(flysim, openapi: OpenAPI) -> None:
             problems.append(f"request {label}: {_why(exc)}")
         try:
             openapi.validate_response(req, resp)
+        except MissingData:
+            if content or not _declares_no_body(spec_dict, request.method, request.url.path, response.status_code):
+                problems.append(f"response {label}: body missing")
         except Exception as exc:  # noqa: BLE001
             problems.append(f"response {label}: {_why(exc)}")
         checked.add(f"{request.method} {request.url.path}")
