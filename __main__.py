@@ -2,24 +2,25 @@
 
 import pulumi
 
-from components import ConfigError, NfsServer, load_from_pulumi
+from components import ConfigError, OrgSlice, SliceSecrets, load_from_pulumi
+from fly.appconfig import FlyTomlError
 from fly.providers import FlyConnectionArgs
 
 try:
     config, endpoint, token = load_from_pulumi()
-except ConfigError as exc:
-    # RunError prints the message alone, no traceback: this is the user's input, not our bug.
+    connection = FlyConnectionArgs(api_base_url=endpoint.api_base_url, flaps_base_url=endpoint.flaps_base_url,
+                                   token=token)
+    org_slice = OrgSlice("slice", config=config, endpoint=endpoint, secrets=SliceSecrets(), connection=connection)
+except (ConfigError, FlyTomlError, ValueError) as exc:
+    # RunError prints the message alone, no traceback: this is input to fix, not a bug.
     raise pulumi.RunError(str(exc)) from None
 
-connection = FlyConnectionArgs(api_base_url=endpoint.api_base_url, flaps_base_url=endpoint.flaps_base_url,
-                               token=token)
-
-nfs = NfsServer("nfs", prefix=config.prefix, org_slug=config.org, region=config.primary_region,
-                volume_size_gb=config.nfs_volume_size_gb, image=config.nfs_image, connection=connection,
-                protect_volume=config.protect_volumes)
-
-pulumi.export("org", config.org)
-pulumi.export("prefix", config.prefix)
-pulumi.export("apps", {"nfs": nfs.manifest()})
-# Where the slice lives (never the token): operations such as `python -m ops validate` go there.
-pulumi.export("fly", {"api_base_url": endpoint.api_base_url or "", "flaps_base_url": endpoint.flaps_base_url or ""})
+# The handover manifest (phase 7): everything a control plane needs, and no secret value.
+manifest = org_slice.manifest
+pulumi.export("slice", config.prefix)
+pulumi.export("org", manifest.apply(lambda m: m["org"]))
+pulumi.export("token", manifest.apply(lambda m: m["token"]))
+pulumi.export("apps", manifest.apply(lambda m: m["apps"]))
+pulumi.export("fly", manifest.apply(lambda m: m["fly"]))
+# The control plane's org token, for whoever hands the slice over: a secret output, encrypted in state.
+pulumi.export("controlPlaneToken", org_slice.token.token)

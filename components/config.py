@@ -15,6 +15,11 @@ PROJECT_NAMESPACE = "artifact-slice"
 FLY_NAMESPACE = "fly"
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")
+# registry/repository[:tag][@sha256:digest], lowercase repository as OCI requires.
+_IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$")
+_DOMAIN = re.compile(r"^([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
+# Secret keys are read as Pulumi secrets, apart from the model (their values are never plain here).
+SECRET_KEYS = ("clerkPublishableKey", "clerkSecretKey")
 
 
 class FlyEndpoint(BaseModel):
@@ -39,8 +44,34 @@ class SliceConfig(BaseModel):
     prefix: str
     primary_region: str = Field(alias="primaryRegion", pattern=r"^[a-z]{3}$")
     nfs_volume_size_gb: int = Field(default=10, alias="nfsVolumeSizeGb", ge=1, le=500)
-    nfs_image: str = Field(default="registry.fly.io/artifact-fly-nfs:latest", alias="nfsImage", min_length=3)
     protect_volumes: bool = Field(default=True, alias="protectVolumes")
+    create_org: bool = Field(default=False, alias="createOrg")
+    domain: str
+    token_expiry_hours: int = Field(default=8760, alias="tokenExpiryHours", ge=1, le=87600)
+    validate_in_up: bool = Field(default=True, alias="validateInUp")
+    nfs_gate_timeout: int = Field(default=180, alias="nfsGateTimeoutSeconds", ge=5, le=3600)
+    # Image references; unset ones come from the [build] image of the service's fly.toml.
+    nfs_image: str | None = Field(default=None, alias="nfsImage")
+    router_image: str | None = Field(default=None, alias="routerImage")
+    exec_image: str | None = Field(default=None, alias="execImage")
+    worker_image: str | None = Field(default=None, alias="workerImage")
+    basic_image: str | None = Field(default=None, alias="basicImage")
+    coder_image: str | None = Field(default=None, alias="coderImage")
+
+    @field_validator("nfs_image", "router_image", "exec_image", "worker_image", "basic_image", "coder_image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE.match(value):
+            raise ValueError(f"{value!r} is not an image reference; use registry/repository:tag, "
+                             "e.g. registry.fly.io/artifact-fly-router:2026.11.1")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not _DOMAIN.match(value) or len(value) > 253:
+            raise ValueError(f"{value!r} is not a DNS name; use e.g. org1.artifact.example.com")
+        return value
 
     @field_validator("prefix")
     @classmethod
@@ -74,12 +105,16 @@ def explain(exc: ValidationError, namespace: str, keys: dict[str, str]) -> str:
         elif error["type"] == "extra_forbidden":
             message = "is not a known setting; check its spelling"
         lines.append(f"{namespace}:{key}{shown}: {message}")
-    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+    # One line: Pulumi shows the first line of a program error in its summary.
+    return "invalid stack configuration: " + "; ".join(lines)
 
 
 def parse_slice_config(raw: dict[str, Any], stack: str) -> SliceConfig:
     values = dict(raw)
     values.setdefault("prefix", stack)
+    values.setdefault("domain", f"{values['prefix']}.artifact.local" if stack == "local" else None)
+    if values["domain"] is None:
+        del values["domain"]
     try:
         return SliceConfig.model_validate(values)
     except ValidationError as exc:
@@ -106,6 +141,15 @@ def _namespace_values(namespace: str, names: list[str]) -> dict[str, Any]:
     return values
 
 
+class SliceSecrets:
+    """Secret config, as Pulumi secrets (never plain values in this program)."""
+
+    def __init__(self, namespace: str = PROJECT_NAMESPACE) -> None:
+        config = pulumi.Config(namespace)
+        self.clerk_publishable_key = config.get_secret("clerkPublishableKey")
+        self.clerk_secret_key = config.get_secret("clerkSecretKey")
+
+
 def load_from_pulumi() -> tuple[SliceConfig, FlyEndpoint, pulumi.Output[str] | None]:
     """Read and validate the stack's config; unknown ``artifact-slice:`` keys are refused too."""
     stack = pulumi.get_stack()
@@ -114,7 +158,7 @@ def load_from_pulumi() -> tuple[SliceConfig, FlyEndpoint, pulumi.Output[str] | N
     raw = _namespace_values(PROJECT_NAMESPACE, names)
     for full_key in all_config:
         namespace, _, key = full_key.partition(":")
-        if namespace == PROJECT_NAMESPACE and key not in names and key not in raw:
+        if namespace == PROJECT_NAMESPACE and key not in names and key not in raw and key not in SECRET_KEYS:
             raw[key] = all_config[full_key]
     slice_config = parse_slice_config(raw, stack)
     endpoint = parse_fly_endpoint(_namespace_values(FLY_NAMESPACE, ["apiBaseUrl", "flapsBaseUrl"]))

@@ -1,28 +1,24 @@
 """Fly.io: a typed client for the Machines REST API (and GraphQL where REST has nothing), and Pulumi
-dynamic providers built on it. Knows Fly, nothing of Artifact."""
+dynamic providers built on it. Knows Fly, nothing of Artifact.
 
-from .client import FlyClient, RetryPolicy
-from .connection import FlyConnection
-from .errors import (
-    FlyAPIError,
-    FlyAuthError,
-    FlyConfigError,
-    FlyConflict,
-    FlyConnectionError,
-    FlyError,
-    FlyForbidden,
-    FlyGraphQLError,
-    FlyInvalidResponse,
-    FlyNameTaken,
-    FlyNotFound,
-    FlyPreconditionFailed,
-    FlyRateLimited,
-    FlyServerError,
-    FlyWaitTimeout,
-)
+Exports are lazy (PEP 562): see ``fly.providers`` for why a package must not import its submodules
+when dynamic providers are unpickled on several threads.
+"""
 
-__all__ = [
-    "FlyAPIError", "FlyAuthError", "FlyClient", "FlyConfigError", "FlyConflict", "FlyConnection",
-    "FlyConnectionError", "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyInvalidResponse", "FlyNameTaken",
-    "FlyNotFound", "FlyPreconditionFailed", "FlyRateLimited", "FlyServerError", "FlyWaitTimeout", "RetryPolicy",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "FlyClient": "client", "RetryPolicy": "client", "FlyConnection": "connection",
+    **{name: "errors" for name in (
+        "FlyAPIError", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
+        "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyInvalidResponse", "FlyNameTaken", "FlyNotFound",
+        "FlyPreconditionFailed", "FlyRateLimited", "FlyServerError", "FlyWaitTimeout")},
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

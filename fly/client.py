@@ -61,6 +61,11 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (FlyRateLimited, FlyServerError, FlyConnectionError))
 
 
+def _is_refused(exc: BaseException) -> bool:
+    """A 429 means Fly refused the call before doing anything: safe to retry even a non-idempotent one."""
+    return isinstance(exc, FlyRateLimited)
+
+
 class _WaitRetryAfter:
     """Exponential backoff with jitter, but never shorter than the server's ``Retry-After``."""
 
@@ -82,9 +87,9 @@ class RetryPolicy(BaseModel):
     initial_backoff: float = 0.2
     max_backoff: float = 10.0
 
-    def retrying(self) -> Retrying:
+    def retrying(self, *, idempotent: bool = True) -> Retrying:
         return Retrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(_is_retryable if idempotent else _is_refused),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
             wait=_WaitRetryAfter(self.initial_backoff, self.max_backoff),
             reraise=True,
@@ -147,9 +152,7 @@ class FlyClient:
         return response
 
     def _request(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
-        if not idempotent:
-            return self._send(method, path, **kwargs)
-        for attempt in self.retry.retrying():
+        for attempt in self.retry.retrying(idempotent=idempotent):
             with attempt:
                 return self._send(method, path, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -74,7 +74,8 @@ class Endpoint:
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            self.sim.record_call(request.method, request.url.path, status, self.operation)
+            self.sim.record_call(request.method, request.url.path, status, self.operation,
+                                 graphql=scope.get("flysim.graphql_operation"))
 
     async def _pipeline(self, request: Request) -> Response | None:
         sim = self.sim

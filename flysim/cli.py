@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--state-file", default=None, help="persist state as JSON here (reloaded on start)")
     p.add_argument("--latency", choices=sorted(PROFILES), default="fast")
     p.add_argument("--rate-limit", choices=["on", "off"], default="on")
+    p.add_argument("--images", default=None, metavar="PATH",
+                   help="image catalogue (JSON) layered over the built-in one; see README 'Image catalogue'")
     p.add_argument("--ready-file", default=None, help='write {"url", "pid"} here once listening')
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
@@ -81,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         state_file=args.state_file,
         rate_limit=args.rate_limit == "on",
+        images=args.images,
     )
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ValueError as exc:  # a bad --images catalogue (or state file): say what, no traceback
+        print(f"flysim: {exc}", file=sys.stderr, flush=True)
+        return 2
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     uv_config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=2)

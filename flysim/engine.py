@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import ids
+from .images import is_release_machine
 from .latency import LatencyProfile
 from .state import App, Machine, now_ms, rfc3339
 
@@ -69,10 +70,14 @@ class Engine:
         profile: LatencyProfile,
         faults: FaultRegistry,
         persist: Callable[[], None],
+        release: Callable[[App, Machine], dict[str, Any]] | None = None,
     ) -> None:
         self.profile = profile
         self.faults = faults
         self.persist = persist
+        # Runs a release machine's command (the image catalogue's `release`);
+        # None: release machines keep running like any other machine.
+        self.release = release
         self.notifier = Notifier()
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -171,6 +176,8 @@ class Engine:
                 m.crash_count = 0
                 self.event(m, "start", "started", "flyd")
                 self.set_state(m, "started")
+                if self.release is not None and is_release_machine(m):
+                    await self._run_release(app, m)
                 return
             # Crash on boot: the main process exits non-zero right away.
             m.crash_count += 1
@@ -202,6 +209,38 @@ class Engine:
             if m.config.get("auto_destroy"):
                 await self.destroy(app, m, stopped_already=True)
             return
+
+    async def _run_release(self, app: App, m: Machine) -> None:
+        """A release machine runs its command once, exits with its code, and stops.
+
+        Like flyctl's release machines (restart policy "no"), it is not restarted
+        whatever the code; with `auto_destroy` it is then destroyed. The command
+        "runs" for the profile's `stop` time so that `started` can be observed.
+        """
+        assert self.release is not None
+        await self._sleep(self.profile.stop)
+        result = self.release(app, m)
+        m.last_run = result
+        code = int(result["exit_code"])
+        self.event(
+            m,
+            "exit",
+            "stopped",
+            "flyd",
+            {
+                "exit_event": {
+                    "exit_code": code,
+                    "guest_exit_code": code,
+                    "oom_killed": False,
+                    "requested_stop": False,
+                    "restarting": False,
+                    "exited_at": rfc3339(),
+                }
+            },
+        )
+        self.set_state(m, "stopped")
+        if m.config.get("auto_destroy"):
+            await self.destroy(app, m, stopped_already=True)
 
     async def stop(self, app: App, m: Machine, *, source: str = "user") -> None:
         if m.state in ("started", "starting", "replacing"):

@@ -8,7 +8,9 @@ replacement.
 
 Supported: `true`, `false`, `echo`, `cat`, `ls [-a] [-1] [-l]`, `test`/`[`
 with `-e -f -d -s`, `mkdir [-p]`, `rm [-r] [-f]`, `touch`, `printenv [NAME]`,
-and `sh -c '...'` scripts using `;`, `&&`, `||`, `>` and `>>`. Anything else
+and `sh -c '...'` scripts using `;`, `&&`, `||`, `>` and `>>`. Scripts the
+image catalogue gives the machine's image (by absolute path) run their
+scripted behaviour, also inside `sh -c` and with redirects. Anything else
 exits 127 with "not found", like a shell would.
 """
 
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .images import ExecScript
 from .state import App, Machine
 
 _ROOTFS: dict[str, tuple[dict[str, str], set[str]]] = {}
@@ -145,9 +149,10 @@ class _FS:
 
 
 class _Shell:
-    def __init__(self, fs: _FS, env: dict[str, str]) -> None:
+    def __init__(self, fs: _FS, env: dict[str, str], scripts: Mapping[str, ExecScript]) -> None:
         self.fs = fs
         self.env = env
+        self.scripts = scripts
         self.out: list[str] = []
         self.err: list[str] = []
 
@@ -169,6 +174,9 @@ class _Shell:
     def _dispatch(self, argv: list[str]) -> int:
         name, args = argv[0], argv[1:]
         fs = self.fs
+        script = self.scripts.get(name)
+        if script is not None:
+            return self._script(name, script)
         if name == "true" or name == ":":
             return 0
         if name == "false":
@@ -281,6 +289,17 @@ class _Shell:
         self.err.append(f"sh: {name}: not found\n")
         return 127
 
+    def _script(self, path: str, script: ExecScript) -> int:
+        """An image's scripted command. `requires_mount` fails it, as a mount
+        check would, unless a volume is really mounted at that path."""
+        need = script.requires_mount
+        if need is not None and posixpath.normpath(need) not in {mp for mp, _ in self.fs.mounts}:
+            self.err.append(f"mount.nfs: export {need} not available ({path}: no volume mounted at {need})\n")
+            return 1
+        self.out.append(script.stdout)
+        self.err.append(script.stderr)
+        return script.exit_code
+
     def script(self, text: str) -> int:
         lex = shlex.shlex(text, posix=True, punctuation_chars=";&|>")
         lex.whitespace_split = True
@@ -327,8 +346,10 @@ class _Shell:
         return code
 
 
-def run(app: App, m: Machine, argv: list[str], stdin: str = "") -> dict[str, Any]:
-    sh = _Shell(_FS(app, m), dict(m.config.get("env") or {}))
+def run(
+    app: App, m: Machine, argv: list[str], stdin: str = "", scripts: Mapping[str, ExecScript] | None = None
+) -> dict[str, Any]:
+    sh = _Shell(_FS(app, m), dict(m.config.get("env") or {}), scripts or {})
     code = sh.simple(argv)
     return {"exit_code": code, "stdout": "".join(sh.out), "stderr": "".join(sh.err)}
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema, build_schema, graphql
+from graphql import GraphQLError, GraphQLSchema, build_schema, graphql, parse
 from starlette.responses import JSONResponse, Response
 
 from .auth import Principal
@@ -156,6 +156,11 @@ async def graphql_handler(ctx: Ctx) -> Response:
     query = body.get("query")
     if not isinstance(query, str):
         raise bad_request("query is required")
+    try:  # recorded in the call log: a query reads, a mutation writes
+        kinds = {d.operation.value for d in parse(query).definitions if hasattr(d, "operation")}
+        ctx.request.scope["flysim.graphql_operation"] = "mutation" if "mutation" in kinds else "query"
+    except GraphQLError:
+        pass
     principal = ctx.require_principal()
     resolvers = Resolvers(ctx.sim, principal)
     result = await graphql(

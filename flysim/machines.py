@@ -179,13 +179,15 @@ async def create(ctx: Ctx) -> Response:
         mid = ids.machine_id()
     bind_mounts(app, mid, region, cfg, [])
     version = ids.ulid()
+    ref = ctx.sim.images.image_ref(cfg["image"])
     m = Machine(
         id=mid,
         name=name,
         region=region,
         config=cfg,
         instance_id=version,
-        versions=[MachineVersionRecord(version=version, config=copy.deepcopy(cfg))],
+        image_ref=ref,
+        versions=[MachineVersionRecord(version=version, config=copy.deepcopy(cfg), image_ref=ref)],
     )
     app.machines[mid] = m
     nonce = None
@@ -209,6 +211,8 @@ async def show(ctx: Ctx) -> Response:
             raise not_found("machine version")
         out = render.machine(m)
         out.update({"config": rec.config, "instance_id": rec.version, "version": rec.version})
+        if rec.image_ref:
+            out["image_ref"] = rec.image_ref
         return JSONResponse(out)
     return JSONResponse(render.machine(m, include_lease=_bool(ctx.query.get("include_leases"))))
 
@@ -259,7 +263,8 @@ async def update(ctx: Ctx) -> Response:
     was = m.state
     m.config = cfg
     m.instance_id = ids.ulid()
-    m.versions.append(MachineVersionRecord(version=m.instance_id, config=copy.deepcopy(cfg)))
+    m.image_ref = ctx.sim.images.image_ref(cfg["image"])
+    m.versions.append(MachineVersionRecord(version=m.instance_id, config=copy.deepcopy(cfg), image_ref=m.image_ref))
     if m.lease and m.lease.active():
         m.lease.version = m.instance_id
     engine = ctx.sim.engine
@@ -398,11 +403,16 @@ async def wait(ctx: Ctx) -> Response:
             return True
         return False
 
+    # A machine destroyed before (or while) waiting for another state answers 404,
+    # as flyctl sees when a release machine exits and is destroyed quickly
+    # (superfly/flyctl#2059); GET of the machine and its events keeps working.
     if m.state == "destroyed" and not reached():
-        raise precondition("machine is destroyed")
-    ok = await ctx.sim.engine.notifier.wait_for(reached, timeout)
+        raise not_found("machine")
+    ok = await ctx.sim.engine.notifier.wait_for(lambda: reached() or m.state == "destroyed", timeout)
     if not ok:
         raise ApiError(408, f"deadline_exceeded: machine {m.id} did not reach state(s) {sorted(targets)} within {timeout}s")
+    if not reached():
+        raise not_found("machine")
     body: dict[str, Any] = {"ok": True, "state": m.state, "version": m.instance_id}
     if m.events:
         body["event_id"] = m.events[-1]["id"]
@@ -559,7 +569,8 @@ async def exec_(ctx: Ctx) -> Response:
         raise bad_request("one of command or cmd is required")
     if m.state != "started":
         raise precondition(f"machine {m.id} is not started (state: {m.state})")
-    result = execsim.run(app, m, argv, stdin=body.get("stdin") or "")
+    scripts = ctx.sim.images.resolve(str(m.config.get("image") or "")).exec
+    result = execsim.run(app, m, argv, stdin=body.get("stdin") or "", scripts=scripts)
     ctx.sim.persist()
     return JSONResponse(result)
 

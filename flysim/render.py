@@ -6,11 +6,11 @@ sent as null (Go's `omitempty` does the same on the real API).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from starlette.responses import Response
 
+from .images import image_ref
 from .state import App, Lease, Machine, Org, Volume, rfc3339
 
 
@@ -31,22 +31,6 @@ def drop_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [drop_none(v) for v in obj if v is not None]
     return obj
-
-
-def image_ref(image: str) -> dict[str, Any]:
-    """Split `registry/repo:tag@digest` like flyd does for `image_ref`."""
-    rest, _, digest = image.partition("@")
-    first, sep, remainder = rest.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, remainder
-    else:
-        registry, path = "docker-hub-mirror.fly.io", rest
-        if "/" not in path:
-            path = "library/" + path
-    repo, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
-    if not digest:
-        digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-    return {"registry": registry, "repository": repo, "tag": tag or "latest", "digest": digest, "labels": {}}
 
 
 def lease(lease: Lease, *, with_nonce: bool = True) -> dict[str, Any]:
@@ -79,7 +63,7 @@ def machine(m: Machine, *, include_lease: bool = False, nonce: str | None = None
     }
     if not summary:
         out["config"] = m.config
-        out["image_ref"] = image_ref(m.config.get("image") or "")
+        out["image_ref"] = m.image_ref or image_ref(m.config.get("image") or "")
         out["events"] = list(reversed(m.events[-10:]))
         out["cordoned"] = m.cordoned
         if m.checks:

@@ -7,7 +7,9 @@ enforce the caller's token scope, so no handler can forget the check.
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from .auth import Auth, Principal, unauthorized
 from .engine import Engine
 from .errors import ApiError, bad_request, not_found
 from .faults import FaultRegistry
+from .images import Catalogue, run_release
 from .latency import LatencyProfile, get_profile
 from .ratelimit import RateLimiter
 from .state import App, Machine, Store, Volume
@@ -31,11 +34,14 @@ class SimConfig:
     state_file: str | None = None
     rate_limit: bool = True
     fault_seed: int | None = None
+    # Image catalogue layered over the built-in one: a JSON file path or a parsed document.
+    images: str | os.PathLike[str] | Mapping[str, Any] | None = None
 
 
 class Sim:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self.images = Catalogue.load(config.images)  # first: a bad catalogue stops startup with its error
         self.profile: LatencyProfile = (
             config.latency if isinstance(config.latency, LatencyProfile) else get_profile(config.latency)
         )
@@ -43,7 +49,7 @@ class Sim:
         self.auth = Auth(config.token, self.store)
         self.faults = FaultRegistry(seed=config.fault_seed)
         self.ratelimiter = RateLimiter(enabled=config.rate_limit)
-        self.engine = Engine(self.profile, self.faults, self.persist)
+        self.engine = Engine(self.profile, self.faults, self.persist, release=self._run_release)
         self.calls: list[dict[str, Any]] = []
         self._calls_lock = threading.Lock()
         for slug in config.orgs:
@@ -69,6 +75,10 @@ class Sim:
                             if v.attached_machine_id == m.id:
                                 v.attached_machine_id = None
 
+    def _run_release(self, app: App, m: Machine) -> dict[str, Any]:
+        entry = self.images.resolve(str(m.config.get("image") or ""))
+        return run_release(entry, app, m, self.store.world.apps)
+
     def reset(self) -> None:
         self.engine.cancel_all()
         world = self.store.world
@@ -86,9 +96,14 @@ class Sim:
     def persist(self) -> None:
         self.store.save()
 
-    def record_call(self, method: str, path: str, status: int, operation: str) -> None:
+    def record_call(self, method: str, path: str, status: int, operation: str, graphql: str | None = None) -> None:
+        # `mutating` lets tests and benchmarks tell reads from writes; a GraphQL query is a POST that reads.
+        mutating = method in ("POST", "PUT", "PATCH", "DELETE") and graphql != "query"
+        entry = {"method": method, "path": path, "status": status, "operation": operation, "mutating": mutating}
+        if graphql:
+            entry["graphql"] = graphql
         with self._calls_lock:
-            self.calls.append({"method": method, "path": path, "status": status, "operation": operation})
+            self.calls.append(entry)
             del self.calls[:-10000]
 
     def calls_snapshot(self) -> list[dict[str, Any]]:

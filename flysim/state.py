@@ -55,6 +55,7 @@ class Lease(BaseModel):
 class MachineVersionRecord(BaseModel):
     version: str
     config: dict[str, Any]
+    image_ref: dict[str, Any] | None = None
 
 
 class Machine(BaseModel):
@@ -75,6 +76,12 @@ class Machine(BaseModel):
     checks: dict[str, dict[str, str]] = Field(default_factory=dict)
     # How many boots crashed in a row (crash_on_boot faults, restart policy).
     crash_count: int = 0
+    # Resolved from the image catalogue when the config was set, as Fly resolves
+    # the digest at deploy time (None in state files from before the catalogue).
+    image_ref: dict[str, Any] | None = None
+    # {"exit_code", "stdout", "stderr"} of the last release command run: flysim
+    # has no logs API, so this (in the admin state view) is where output shows.
+    last_run: dict[str, Any] | None = None
 
     def mounted_volume_ids(self) -> list[str]:
         return [m["volume"] for m in self.config.get("mounts") or [] if m.get("volume")]
@@ -228,6 +235,7 @@ class Store:
                             ],
                             "lease_held": bool(m.lease and m.lease.active()),
                             "checks": {k: v.get("status") for k, v in m.checks.items()},
+                            "last_run": m.last_run,
                         }
                         for m in app.machines.values()
                     ],

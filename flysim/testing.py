@@ -13,9 +13,11 @@ or as a pytest fixture:
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -37,6 +39,7 @@ class FlysimServer:
         state_file: str | None = None,
         rate_limit: bool = True,
         fault_seed: int | None = None,
+        images: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     ) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.config = SimConfig(
@@ -46,6 +49,7 @@ class FlysimServer:
             state_file=state_file,
             rate_limit=rate_limit,
             fault_seed=fault_seed,
+            images=images,
         )
         self.url = ""
         self.sim: Sim | None = None

@@ -1,14 +1,18 @@
-"""Slice operations outside `pulumi up`: `python -m ops validate --stack S`, `python -m ops handover`."""
+"""Slice operations outside `pulumi up`: `python -m ops validate ...` (phase 6), `python -m ops handover ...`
+(phase 7)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 from fly import FlyConnection, FlyError
 
-from .stack import stack_outputs
+from .handover import write_handover
+from .stack import REPO, secret_output_names, stack_outputs
 from .validate import validate_slice
 
 
@@ -16,12 +20,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="phase 6: validate a slice with its org token")
-    v.add_argument("--stack", required=True)
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="read the manifest from this stack's outputs")
+    source.add_argument("--manifest-env", metavar="VAR", help="read the manifest (JSON) from this variable")
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
+    h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
+    h.add_argument("--stack", required=True)
+    h.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
+    h.add_argument("--out", type=Path, default=REPO / "artifacts" / "provisioning")
     args = parser.parse_args(argv)
 
-    if args.command == "validate":
+    if args.command == "handover":
         outputs = stack_outputs(args.stack, args.work_dir)
+        cfg = outputs.get("fly") or {}
+        try:
+            connection = FlyConnection.resolve(token=outputs.get("controlPlaneToken") or None,
+                                               api_base_url=cfg.get("api_base_url") or None,
+                                               flaps_base_url=cfg.get("flaps_base_url") or None)
+        except FlyError as exc:
+            print(f"handover: {exc}", file=sys.stderr)
+            return 2
+        path = write_handover(args.stack, outputs, secret_output_names(args.stack, args.work_dir), connection,
+                              args.out)
+        print(path)
+        return 0
+
+    if args.command == "validate":
+        if args.manifest_env:
+            outputs = json.loads(os.environ[args.manifest_env])
+        else:
+            outputs = stack_outputs(args.stack, args.work_dir)
         cfg = outputs.get("fly") or {}
         try:
             # The slice's own org token when it has one (the narrowest scope that works), else the

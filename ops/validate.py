@@ -32,11 +32,13 @@ class Report:
         return "\n".join(lines)
 
 
-def validate_slice(outputs: dict[str, Any], connection: FlyConnection) -> Report:
+def validate_slice(manifest: dict[str, Any], connection: FlyConnection) -> Report:
+    """``manifest`` is the slice's handover manifest (its stack outputs)."""
     report = Report()
-    org = outputs.get("org")
-    apps: dict[str, dict[str, Any]] = outputs.get("apps") or {}
-    prefix = outputs.get("prefix") or ""
+    org_entry = manifest.get("org")
+    org = org_entry.get("slug") if isinstance(org_entry, dict) else org_entry
+    apps: dict[str, dict[str, Any]] = manifest.get("apps") or {}
+    prefix = manifest.get("slice") or manifest.get("prefix") or ""
     with FlyClient(connection) as fly:
         for role, app in sorted(apps.items()):
             name = app.get("name", "")
@@ -56,14 +58,16 @@ def validate_slice(outputs: dict[str, Any], connection: FlyConnection) -> Report
                              f"{len(machines)} found: {', '.join(m.id for m in machines)}")
             except FlyError as exc:
                 report.check(False, "worker pool has no machines", str(exc))
-        nfs = apps.get("nfs")
-        if nfs and outputs.get("flycast"):
+        for role, app in sorted(apps.items()):
+            if "flycast" not in app:
+                continue
+            name = app.get("name", "")
             try:
-                private = [ip for ip in fly.list_ips(nfs["name"]) if ip.ip.startswith("fdaa:")]
-                report.check(bool(private), f"{nfs['name']}.flycast resolves (private IPv6)",
-                             "the NFS app has no private IPv6")
+                private = [ip.ip for ip in fly.list_ips(name) if ip.ip.startswith("fdaa:")]
+                report.check(bool(private), f"{name}.flycast resolves (private IPv6 {', '.join(private)})",
+                             f"app {name} ({role}) has no private IPv6")
             except FlyError as exc:
-                report.check(False, f"{nfs['name']}.flycast resolves", str(exc))
+                report.check(False, f"{name}.flycast resolves", str(exc))
         if org:
             synthetic = f"{prefix}-synthetic-{secrets.token_hex(3)}"[:63]
             try:

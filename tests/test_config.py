@@ -8,14 +8,14 @@ from components.config import ConfigError, parse_fly_endpoint, parse_slice_confi
 
 
 def test_valid_config_with_prefix_from_stack_name() -> None:
-    config = parse_slice_config({"org": "org1", "primaryRegion": "syd"}, "org1-e2e-4242")
+    config = parse_slice_config({"org": "org1", "primaryRegion": "syd", "domain": "e2e.example.com"}, "org1-e2e-4242")
     assert config.prefix == "org1-e2e-4242"
     assert config.nfs_volume_size_gb == 10
     assert config.primary_region == "syd"
 
 
 def test_explicit_prefix_wins() -> None:
-    assert parse_slice_config({"org": "org1", "primaryRegion": "syd", "prefix": "acme"}, "org1").prefix == "acme"
+    assert parse_slice_config({"org": "org1", "primaryRegion": "syd", "prefix": "acme", "domain": "a.example.com"}, "org1").prefix == "acme"
 
 
 def test_missing_org_says_how_to_set_it() -> None:
@@ -54,3 +54,26 @@ def test_fly_endpoint_must_be_a_url() -> None:
     with pytest.raises(ConfigError) as exc:
         parse_fly_endpoint({"flapsBaseUrl": "api.machines.dev"})
     assert "fly:flapsBaseUrl" in str(exc.value)
+
+
+def test_domain_is_required_except_on_the_local_stack() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_slice_config({"org": "org1", "primaryRegion": "syd"}, "org1")
+    assert "artifact-slice:domain" in str(exc.value) and "pulumi config set" in str(exc.value)
+    assert parse_slice_config({"org": "personal", "primaryRegion": "syd"}, "local").domain == "local.artifact.local"
+
+
+def test_bad_image_reference_names_key_value_and_example() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_slice_config({"org": "org1", "primaryRegion": "syd", "domain": "a.example.com",
+                            "routerImage": "Router Image"}, "org1")
+    message = str(exc.value)
+    assert "artifact-slice:routerImage" in message and "'Router Image'" in message and "registry.fly.io/" in message
+
+
+def test_several_problems_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_slice_config({"org": "Org 1", "primaryRegion": "sydney", "domain": "x"}, "org1")
+    message = str(exc.value)
+    for key in ("artifact-slice:org", "artifact-slice:primaryRegion", "artifact-slice:domain"):
+        assert key in message

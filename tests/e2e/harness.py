@@ -13,7 +13,7 @@ from pulumi import automation as auto
 REPO = Path(__file__).resolve().parents[2]
 # What a project directory needs; the stack files of ephemeral test stacks go to the temporary copy,
 # never into the checkout.
-PROJECT_FILES = ["Pulumi.yaml", "__main__.py", "components", "fly", "requirements.txt", ".venv"]
+PROJECT_FILES = ["Pulumi.yaml", "__main__.py", "components", "deploy", "fly", "ops", "requirements.txt", ".venv"]
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SliceStack:
 def make_stack(tmp_path: Path, pulumi_bin: Path, flysim_url: str, token: str, *, stack_name: str | None = None,
                config: dict[str, str] | None = None, secret_config: dict[str, str] | None = None) -> SliceStack:
     work_dir = tmp_path / "project"
-    work_dir.mkdir()
+    work_dir.mkdir(parents=True)
     for name in PROJECT_FILES:
         (work_dir / name).symlink_to(REPO / name)
     backend = tmp_path / "backend"
@@ -65,6 +65,7 @@ def make_stack(tmp_path: Path, pulumi_bin: Path, flysim_url: str, token: str, *,
     )
     base = {"artifact-slice:org": "personal", "artifact-slice:primaryRegion": "syd",
             "artifact-slice:nfsVolumeSizeGb": "1", "artifact-slice:protectVolumes": "false",
+            "artifact-slice:domain": f"{name}.artifact.test",
             "fly:apiBaseUrl": flysim_url, "fly:flapsBaseUrl": flysim_url}
     base.update(config or {})
     values = {k: auto.ConfigValue(value=v) for k, v in base.items()}

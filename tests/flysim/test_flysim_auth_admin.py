@@ -40,7 +40,8 @@ def test_calls_are_recorded_with_operation_ids(fly: FlysimServer, client: httpx.
     client.get("/v1/nonsense")
     calls = fly.calls()
     assert [c["operation"] for c in calls] == ["Apps_show", "Machines_list", "unknown"]
-    assert calls[0] == {"method": "GET", "path": f"/v1/apps/{app_name}", "status": 200, "operation": "Apps_show"}
+    assert calls[0] == {"method": "GET", "path": f"/v1/apps/{app_name}", "status": 200, "operation": "Apps_show",
+                        "mutating": False}
     assert calls[2]["status"] == 404
     fly.clear_calls()
     assert fly.calls() == []
@@ -57,3 +58,11 @@ def test_state_view_shape(fly: FlysimServer, client: httpx.Client, app_name: str
     assert set(m) >= {"id", "name", "state", "region", "image", "instance_id"}
     assert m["state"] == "started" and m["image"] == "img:1"
     assert "hunter2" not in str(state)
+
+
+def test_call_log_tells_graphql_queries_from_mutations(fly: FlysimServer, client: httpx.Client) -> None:
+    fly.clear_calls()
+    client.post("/graphql", json={"query": "query { organization(slug: \"personal\") { id } }"})
+    client.post("/graphql", json={"query": "mutation { createOrganization(input: {name: \"gq-org\"}) { organization { id } } }"})
+    graphql_calls = [c for c in fly.calls() if c["path"] == "/graphql"]
+    assert [(c["graphql"], c["mutating"]) for c in graphql_calls] == [("query", False), ("mutation", True)]

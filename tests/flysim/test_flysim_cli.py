@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[dict, subprocess.Popen]]:
-    ready = tmp_path / f"ready-{time.monotonic_ns()}.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flysim", "--port", "0", "--ready-file", str(ready), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not ready.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "flysim did not become ready"
-            time.sleep(0.02)
-        yield json.loads(ready.read_text()), proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from flysim_helpers import run_cli
 
 
 def test_cli_serves_and_persists_state(tmp_path: Path) -> None:

@@ -8,32 +8,7 @@ import httpx
 import pytest
 
 from flysim.testing import FlysimServer
-from flysim_helpers import make_machine, make_volume
-
-
-def gql(c: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
-    r = c.post("/graphql", json={"query": query, "variables": variables})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-ORG_ID = "query($slug: String) { organization(slug: $slug) { id slug name type internalNumericId } }"
-CREATE_TOKEN = """mutation($input: CreateLimitedAccessTokenInput!) {
-  createLimitedAccessToken(input: $input) { limitedAccessToken { id name expiresAt token tokenHeader profile } }
-}"""
-DELETE_TOKEN = """mutation($input: DeleteLimitedAccessTokenInput!) {
-  deleteLimitedAccessToken(input: $input) { token revokedBy }
-}"""
-
-
-def org_token(c: httpx.Client, slug: str, expiry: str | None = None) -> dict[str, Any]:
-    org_id = gql(c, ORG_ID, slug=slug)["data"]["organization"]["id"]
-    inp = {"name": f"{slug}-deployer", "organizationId": org_id, "profile": "deploy_organization"}
-    if expiry:
-        inp["expiry"] = expiry
-    out = gql(c, CREATE_TOKEN, input=inp)
-    assert "errors" not in out, out
-    return out["data"]["createLimitedAccessToken"]["limitedAccessToken"]
+from flysim_helpers import CREATE_TOKEN, DELETE_TOKEN, ORG_ID, gql, make_machine, make_volume, org_token
 
 
 # -- secrets ------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""``WorkerPool``: ``<prefix>-worker-pool``, an app with no machines. fly-exec creates its machines from
+the template kept here (and in the manifest); teardown sweeps them, Pulumi never made them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from fly.appconfig import auto_stop_mode, machine_config
+from fly.providers import App, FlyConnectionArgs, IpAddress, MachineSweeper
+
+from .deploy import fly_toml
+
+
+class WorkerPoolTemplateError(ValueError):
+    pass
+
+
+class WorkerPool(pulumi.ComponentResource):
+    def __init__(self, name: str, *, prefix: str, org_slug: pulumi.Input[str], region: str, image: str,
+                 env: dict[str, str], connection: FlyConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("artifact:slice:WorkerPool", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        toml = fly_toml("worker-pool")
+        # Idle workers must be suspended (fast resume), never stopped: refuse a template that lost it.
+        mode = auto_stop_mode(toml)
+        if mode != "suspend":
+            raise WorkerPoolTemplateError(
+                f"deploy/fly.worker-pool.toml: http_service.auto_stop_machines is {mode!r}; the worker pool "
+                "needs 'suspend' (set auto_stop_machines = 'suspend')")
+        self.template: dict[str, Any] = machine_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
+        self.app = App(f"{name}-app", name=f"{prefix}-worker-pool", org_slug=org_slug, connection=connection,
+                       opts=child)
+        self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
+                                 connection=connection, opts=child)
+        # Destroyed before anything that depends on it: the services that create workers depend on
+        # `ready`, so at teardown worker machines go first, as the runbook says.
+        self.sweeper = MachineSweeper(f"{name}-sweeper", app=self.app.name, connection=connection, opts=child)
+        self.ready = self.sweeper
+        self.register_outputs({"app": self.app.name})
