@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from fly.appconfig import (
+from tests.reference import fly_reference
     FlyTomlError, auto_stop_mode, load_fly_toml, machine_config, parse_fly_toml, release_command_config,
     release_exit_code,
 )
 
-SPEC = Path("/work/shared/fly/machines-openapi.json")
+SPEC = fly_reference("machines-openapi.json")
 
 WEB = """
 app = "demo"

@@ -20,10 +20,10 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from fly import FlyClient, FlyConnection, RetryPolicy
 from flysim.testing import FlysimServer
+from tests.reference import fly_reference
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fly"
-SPEC_PATH = SHARED / "machines-openapi.json"
-GRAPHQL_SCHEMA_PATH = SHARED / "flyctl-schema.graphql"
+SPEC_PATH = fly_reference("machines-openapi.json")
+GRAPHQL_SCHEMA_PATH = fly_reference("flyctl-schema.graphql")
 
 
 @dataclass
