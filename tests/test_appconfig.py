@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from fly.appconfig import (
-from tests.reference import fly_reference
     FlyTomlError, auto_stop_mode, load_fly_toml, machine_config, parse_fly_toml, release_command_config,
     release_exit_code,
 )
+from tests.reference import fly_reference
 
 SPEC = fly_reference("machines-openapi.json")
 
