@@ -403,7 +403,7 @@ class FlyClient:
             pass
 
     def wait_machine(self, app: str, machine_id: str, state: str = "started", *, timeout: float = 60.0,
-                     instance_id: str | None = None) -> WaitResult:
+                     instance_id: str | None = None, version: str | None = None) -> WaitResult:
         """Block on Fly's wait endpoint until the machine reaches ``state``. The endpoint takes at most
         60 seconds a call, so longer waits are several calls; no sleeping in between."""
         path = f"/v1/apps/{app}/machines/{machine_id}/wait"
@@ -413,6 +413,8 @@ class FlyClient:
             params: dict[str, Any] = {"state": state, "timeout": remaining}
             if instance_id and state != "destroyed":
                 params["instance_id"] = instance_id
+            if version and state != "destroyed":
+                params["version"] = version
             try:
                 response = self._request("GET", path, idempotent=True, params=params,
                                          resource=f"machine {machine_id} of app {app}")

@@ -30,40 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--out", type=Path, default=REPO / "artifacts" / "provisioning")
     args = parser.parse_args(argv)
 
-    if args.command == "handover":
+    if args.command == "validate" and args.manifest_env:
+        outputs = json.loads(os.environ[args.manifest_env])
+    else:
         outputs = stack_outputs(args.stack, args.work_dir)
-        cfg = outputs.get("fly") or {}
-        try:
-            connection = FlyConnection.resolve(token=outputs.get("controlPlaneToken") or None,
-                                               api_base_url=cfg.get("api_base_url") or None,
-                                               flaps_base_url=cfg.get("flaps_base_url") or None)
-        except FlyError as exc:
-            print(f"handover: {exc}", file=sys.stderr)
-            return 2
-        path = write_handover(args.stack, outputs, secret_output_names(args.stack, args.work_dir), connection,
-                              args.out)
-        print(path)
-        return 0
+    cfg = outputs.get("fly") or {}
+    try:
+        # The slice's own org token when it has one (the narrowest scope that works), else the
+        # deployer's FLY_API_TOKEN.
+        connection = FlyConnection.resolve(token=outputs.get("controlPlaneToken") or None,
+                                           api_base_url=cfg.get("api_base_url") or None,
+                                           flaps_base_url=cfg.get("flaps_base_url") or None)
+    except FlyError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
 
-    if args.command == "validate":
-        if args.manifest_env:
-            outputs = json.loads(os.environ[args.manifest_env])
-        else:
-            outputs = stack_outputs(args.stack, args.work_dir)
-        cfg = outputs.get("fly") or {}
-        try:
-            # The slice's own org token when it has one (the narrowest scope that works), else the
-            # deployer's FLY_API_TOKEN.
-            connection = FlyConnection.resolve(token=outputs.get("controlPlaneToken") or None,
-                                               api_base_url=cfg.get("api_base_url") or None,
-                                               flaps_base_url=cfg.get("flaps_base_url") or None)
-        except FlyError as exc:
-            print(f"validate: {exc}", file=sys.stderr)
-            return 2
-        report = validate_slice(outputs, connection)
-        print(report.render())
-        return 0 if report.ok else 1
-    return 2
+    if args.command == "handover":
+        print(write_handover(args.stack, outputs, secret_output_names(args.stack, args.work_dir), connection,
+                             args.out))
+        return 0
+    report = validate_slice(outputs, connection)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

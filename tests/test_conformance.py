@@ -109,7 +109,8 @@ def _exercise(fly: FlyClient) -> None:
         current = fly.get_machine("conf-app", machine.id)
         fly.update_machine("conf-app", machine.id, {**current.config, "image": "registry.fly.io/conf:2"},
                            lease_nonce=lease.nonce, current_version=current.current_version)
-    fly.wait_machine("conf-app", machine.id, "started", timeout=10)
+    updated = fly.get_machine("conf-app", machine.id)
+    fly.wait_machine("conf-app", machine.id, "started", timeout=10, version=updated.version)
     fly.exec_machine("conf-app", machine.id, ["ls", "/data"])
     fly.list_machine_events("conf-app", machine.id)
     fly.stop_machine("conf-app", machine.id)
