@@ -344,7 +344,8 @@ class FlyClient:
             body["lease_ttl"] = lease_ttl
 
         def create() -> Machine:
-            response = self._send("POST", path, json=body, resource=f"machine {name or ''} of app {app}".replace("  ", " "))
+            response = self._send("POST", path, json=body,
+                                  resource=f"machine {name} of app {app}" if name else f"new machine of app {app}")
             return self._parse(Machine, response, "POST", path)
 
         def adopt() -> Machine | None:
@@ -442,8 +443,12 @@ class FlyClient:
         path = f"/v1/apps/{app}/machines/{machine_id}/lease"
         response = self._request("POST", path, idempotent=False, json={"ttl": ttl, "description": description},
                                  resource=f"machine {machine_id} of app {app}")
-        return self._parse(Lease, response, "POST", path, key="data") if "data" in response.json() \
-            else self._parse(Lease, response, "POST", path)
+        # fly-go reads the lease from a {"status", "data"} envelope; the spec documents a flat Lease.
+        try:
+            wrapped = isinstance(response.json(), dict) and "data" in response.json()
+        except ValueError:
+            wrapped = False
+        return self._parse(Lease, response, "POST", path, key="data" if wrapped else None)
 
     def release_lease(self, app: str, machine_id: str, nonce: str) -> None:
         path = f"/v1/apps/{app}/machines/{machine_id}/lease"
