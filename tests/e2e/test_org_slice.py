@@ -199,3 +199,33 @@ def test_two_slices_coexist_in_one_org(tmp_path: Path, pulumi_bin: Path, flysim)
             [(m["id"], m.get("instance_id")) for m in _live(after[name]["machines"])]
     long_lived.destroy()
     assert flysim.state()["apps"] == []
+
+
+def test_bad_config_fails_the_preview_before_any_api_call(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token,
+                   config={"artifact-slice:primaryRegion": "Sydney", "artifact-slice:nfsVolumeSizeGb": "lots"})
+    flysim.clear_calls()
+    with pytest.raises(auto.errors.CommandError) as exc:
+        s.preview()
+    message = str(exc.value)
+    assert "artifact-slice:primaryRegion (got 'Sydney')" in message
+    assert "artifact-slice:nfsVolumeSizeGb (got 'lots')" in message and "integer" in message
+    assert flysim.calls() == []
+
+
+def test_malformed_image_manifest_fails_naming_the_file(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token,
+                   config={"artifact-slice:coderImage": "registry.fly.io/artifact-host-coder:bad-manifest"})
+    with pytest.raises(auto.errors.CommandError) as exc:
+        s.up()
+    message = str(exc.value)
+    assert "/data/computers/images/coder.json" in message and "is malformed" in message and "'image'" in message
+
+    s.stack.set_config("artifact-slice:coderImage", auto.ConfigValue("registry.fly.io/artifact-host-coder:2026.11.1"))
+    s.stack.set_config("artifact-slice:basicImage",
+                       auto.ConfigValue("registry.fly.io/artifact-host-basic:broken-release"))
+    with pytest.raises(auto.errors.CommandError) as exc:
+        s.up()
+    assert f"release command of app {s.stack.name}-image-basic failed with exit code 3" in str(exc.value)
+    s.destroy()
+    assert _apps(flysim.state(), s.stack.name) == {}
