@@ -96,13 +96,7 @@ class FaultRegistry:
     def match_request(self, operation: str, app: str | None, machine: str | None) -> Fault | None:
         with self._lock:
             for f in self._faults:
-                if f.kind == "crash_on_boot":
-                    continue
-                if f.operation and f.operation != operation:
-                    continue
-                if f.app and f.app != app:
-                    continue
-                if f.machine and f.machine != machine:
+                if f.kind == "crash_on_boot" or not _targets(f, app, machine, operation):
                     continue
                 if self._fire(f):
                     self._prune()
@@ -112,13 +106,15 @@ class FaultRegistry:
     def take_crash(self, app: str, machine: str) -> bool:
         with self._lock:
             for f in self._faults:
-                if f.kind != "crash_on_boot":
-                    continue
-                if f.app and f.app != app:
-                    continue
-                if f.machine and f.machine != machine:
+                if f.kind != "crash_on_boot" or not _targets(f, app, machine):
                     continue
                 if self._fire(f):
                     self._prune()
                     return True
             return False
+
+
+def _targets(fault: Fault, app: str | None, machine: str | None, operation: str | None = None) -> bool:
+    """A fault matches what it names; what it leaves out matches everything. Boots have no operation."""
+    return ((operation is None or not fault.operation or fault.operation == operation) and (not fault.app or fault.app == app)
+            and (not fault.machine or fault.machine == machine))

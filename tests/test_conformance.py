@@ -5,43 +5,22 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from graphql import build_schema, parse, validate
 from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
 from openapi_core.validation.response.exceptions import MissingData
-from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from fly import FlyClient, FlyConnection, RetryPolicy
 from flysim.testing import FlysimServer
 from tests.reference import fly_reference
+from tests.reference.openapi import OpenAPIRequest, OpenAPIResponse
 
 SPEC_PATH = fly_reference("machines-openapi.json")
 GRAPHQL_SCHEMA_PATH = fly_reference("flyctl-schema.graphql")
-
-
-@dataclass
-class _Request:
-    host_url: str
-    path: str
-    method: str
-    parameters: RequestParameters
-    body: bytes | None
-    content_type: str
-
-
-@dataclass
-class _Response:
-    status_code: int
-    headers: Headers
-    data: bytes | None
-    content_type: str
 
 
 class Recorder(httpx.BaseTransport):
@@ -59,19 +38,6 @@ class Recorder(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
-
-
-def _adapt(request: httpx.Request, response: httpx.Response, content: bytes) -> tuple[_Request, _Response]:
-    url = urlsplit(str(request.url))
-    query = ImmutableMultiDict(list(request.url.params.multi_items()))
-    headers = Headers([(k, v) for k, v in request.headers.items()])
-    body = request.content or None
-    req = _Request(host_url=f"{url.scheme}://{url.netloc}", path=url.path, method=request.method.lower(),
-                   parameters=RequestParameters(query=query, header=headers, cookie=ImmutableMultiDict()),
-                   body=body, content_type=request.headers.get("content-type", "application/json"))
-    resp = _Response(status_code=response.status_code, headers=Headers(list(response.headers.items())),
-                     data=content or None, content_type=response.headers.get("content-type", "application/json"))
-    return req, resp
 
 
 def _exercise(fly: FlyClient) -> None:
@@ -173,7 +139,7 @@ def _check_everything(flysim: FlysimServer, openapi: OpenAPI) -> None:
             errors = validate(gql_schema, parse(document))
             problems += [f"GraphQL {document[:40]}...: {e.message}" for e in errors]
             continue
-        req, resp = _adapt(request, response, content)
+        req, resp = OpenAPIRequest.of(request), OpenAPIResponse.of(response, content)
         label = f"{request.method} {request.url.path} -> {response.status_code}"
         try:
             openapi.validate_request(req)
