@@ -9,8 +9,6 @@ from fly.appconfig import FlyToml, load_fly_toml
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
-SERVICES = ("nfs", "router", "exec", "worker-pool", "image-basic", "image-coder")
-
 
 @lru_cache(maxsize=None)
 def fly_toml(service: str) -> FlyToml:

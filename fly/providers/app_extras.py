@@ -57,8 +57,10 @@ class AppSecretsProvider(FlyProvider):
         if not names:
             return
         with self.client(props) as client:
-            if client.find_app(props["app"]) is not None:
+            try:
                 client.set_secrets(props["app"], {k: None for k in names})
+            except FlyNotFound:  # the app, and its secrets with it, is already gone
+                pass
 
     def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
         if client.find_app(props["app"]) is None:
@@ -108,8 +110,7 @@ class IpAddressProvider(FlyProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self.client(props) as client:
-            if client.find_app(props["app"]) is not None:
-                client.release_ip(props["app"], id_)
+            client.release_ip(props["app"], id_)  # a 404 (address or app gone) is success
 
     def read_live(self, client: FlyClient, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
         if client.find_app(props["app"]) is None:
@@ -158,8 +159,7 @@ class CertificateProvider(FlyProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self.client(props) as client:
-            if client.find_app(props["app"]) is not None:
-                client.delete_certificate(props["app"], id_)
+            client.delete_certificate(props["app"], id_)  # a 404 (certificate or app gone) is success
 
     def read_live(self, client: FlyClient, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
         try:

@@ -69,12 +69,6 @@ class FlyProvider(ResourceProvider):
     def desired(props: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in props.items() if k not in INTERNAL_KEYS}
 
-    @staticmethod
-    def passthrough(props: dict[str, Any]) -> dict[str, Any]:
-        """Connection properties are carried into outputs so delete and read, which only see outputs,
-        reach the same endpoint with the same (secret) token."""
-        return {k: props[k] for k in CONNECTION_KEYS if k in props}
-
     # -- check / diff / read ----------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
