@@ -1,0 +1,152 @@
+"""A kill at any point, the recovery the README documents, and a rerun (issue 9, item 3).
+
+`pulumi up` runs as the user runs it (the CLI, with its preview), in a process group of its own; a
+flysim fault holds one call in flight (an app, volume or machine create whose mutation Fly already
+made, a machine wait, the org-token mint) and the test SIGKILLs the whole group: engine, language
+host, program and providers. Then the README's "When a run is interrupted" commands, run as written,
+and the checks: nothing twice, nothing the state doesn't know (the org token included), and after
+`destroy` no app and no live token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flysim.testing import FlysimServer
+
+from .harness import make_stack
+from .userpaths import (Cli, SliceView, kill_group, pending_operations, readme_block, resource_name,
+                        state_resources, view, wait_until)
+
+pytestmark = pytest.mark.e2e
+
+RECOVERY_SECTION = "When a run is interrupted"
+HANG = 30.0  # longer than any test waits; the run is killed long before
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """``fault`` holds the call in flight; ``reached`` says it is; ``resource`` is the resource whose
+    create the state then records as pending."""
+
+    fault: Callable[[str], dict[str, Any]]
+    reached: Callable[[SliceView, FlysimServer], bool]
+    resource: str
+    after_first_app: bool = False  # install the fault once the org look-up is done (GraphQL is one operation)
+
+
+def _fault_fired(flysim: FlysimServer) -> bool:
+    return flysim.faults() == []  # a count=1 fault leaves the list when it fires
+
+
+KILL_POINTS = {
+    # Fly made the app; the answer never came.
+    "app-create": KillPoint(
+        fault=lambda p: {"operation": "Apps_create", "kind": "hang", "after_commit": True, "seconds": HANG, "count": 1},
+        reached=lambda sim, _: bool(sim.apps), resource="*-app"),
+    "volume-create": KillPoint(
+        fault=lambda p: {"operation": "Volumes_create", "app": f"{p}-nfs", "kind": "hang", "after_commit": True,
+                         "seconds": HANG, "count": 1},
+        reached=lambda sim, _: f"{sim.prefix}-nfs" in sim.apps and bool(sim.volumes()), resource="nfs-volume"),
+    "machine-create": KillPoint(
+        fault=lambda p: {"operation": "Machines_create", "app": f"{p}-nfs", "kind": "hang", "after_commit": True,
+                         "seconds": HANG, "count": 1},
+        reached=lambda sim, _: f"{sim.prefix}-nfs" in sim.apps and bool(sim.machines("nfs")),
+        resource="nfs-machine"),
+    # The router machine exists and is booting; the run is waiting for it to start.
+    "machine-wait": KillPoint(
+        fault=lambda p: {"operation": "Machines_wait", "app": f"{p}-fly-router", "kind": "hang", "seconds": HANG,
+                         "count": 1},
+        reached=lambda sim, fly: _fault_fired(fly), resource="router-machine"),
+    # Fly minted the token (a live `deploy_organization` token, valid for a year); the answer never came.
+    "token-mint": KillPoint(
+        fault=lambda p: {"operation": "GraphQL", "kind": "hang", "after_commit": True, "seconds": HANG, "count": 1},
+        reached=lambda sim, _: bool(sim.tokens()), resource="control-plane-token", after_first_app=True),
+}
+
+
+@pytest.fixture(scope="module")
+def flysim_module() -> Iterator[FlysimServer]:
+    with FlysimServer(orgs=["personal"]) as server:
+        yield server
+
+
+def _recover(cli: Cli) -> list[str]:
+    """The README's recovery commands, each run as written (PULUMI_SKIP_CONFIRMATIONS stands for the
+    user answering "yes"), in the project directory where the stack is selected."""
+    commands = readme_block(RECOVERY_SECTION)
+    assert any(c.startswith("pulumi up") for c in commands), commands
+    for command in commands:
+        proc = cli.shell(command, extra_env={"PULUMI_SKIP_CONFIRMATIONS": "true"})
+        assert proc.returncode == 0, f"`{command}` failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return commands
+
+
+def _assert_one_of_each_and_known(s: Any, sim: SliceView) -> None:
+    """No duplicate (one machine per service, one volume, one live token, no worker) and no orphan
+    (every one of them is the one the state records)."""
+    state = state_resources(s)
+    for role, resource in (("nfs", "nfs-machine"), ("fly-router", "router-machine"), ("fly-exec", "exec-machine")):
+        machines = sim.machines(role)
+        assert [m["id"] for m in machines] == [state[resource]["outputs"]["machine_id"]], \
+            f"{role}: machines at Fly {[(m['id'], m['name'], m['state']) for m in machines]}"
+    assert sim.machines("worker-pool") == []
+    volumes = sim.volumes()
+    assert [v["id"] for v in volumes] == [state["nfs-volume"]["outputs"]["volume_id"]], volumes
+    tokens = sim.live_tokens()
+    assert [t["id"] for t in tokens] == [state["control-plane-token"]["outputs"]["token_id"]], \
+        f"live org tokens named {sim.prefix}-control-plane: {tokens}"
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: FlysimServer, pulumi_bin: Path,
+                                                  tmp_path: Path) -> None:
+    flysim = flysim_module
+    flysim.clear_faults()
+    kill = KILL_POINTS[point]
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token,
+                   secret_config={"artifact-slice:clerkSecretKey": "sk_sim_crash_5e6f7a8b9c0d"})
+    prefix = s.stack.name
+    cli = Cli(s, tmp_path)
+
+    if not kill.after_first_app:
+        flysim.add_fault(**kill.fault(prefix))
+    run = cli.start("up", "--yes", name="up")
+    try:
+        if kill.after_first_app:
+            wait_until(lambda: view(flysim, prefix).apps, what="the first app", alive=run, log=lambda: cli.log("up"))
+            flysim.add_fault(**kill.fault(prefix))
+        wait_until(lambda: kill.reached(view(flysim, prefix), flysim), what=f"{point} in flight", alive=run,
+                   log=lambda: cli.log("up"))
+    finally:
+        kill_group(run)
+    flysim.clear_faults()
+
+    # What the user finds: the state records the interrupted create as pending.
+    pending = [resource_name(op["resource"]["urn"]) for op in pending_operations(s)]
+    if kill.resource.startswith("*"):
+        assert any(name.endswith(kill.resource[1:]) for name in pending), pending
+    else:
+        assert kill.resource in pending, pending
+
+    _recover(cli)
+    assert pending_operations(s) == []
+    sim = view(flysim, prefix)
+    _assert_one_of_each_and_known(s, sim)
+    for role in ("nfs", "fly-router", "fly-exec"):
+        assert [m["state"] for m in sim.machines(role)] == ["started"], role
+    token_value = s.stack.outputs()["controlPlaneToken"].value
+
+    s.destroy()
+    sim = view(flysim, prefix)
+    assert sim.apps == {}, sorted(sim.apps)
+    assert sim.tokens() and sim.live_tokens() == [], sim.tokens()
+    # The slice's token no longer opens anything.
+    with httpx.Client(base_url=flysim.url, headers={"Authorization": f"Bearer {token_value}"}) as client:
+        assert client.get("/v1/apps", params={"org_slug": "personal"}).status_code == 401
+    s.remove()
