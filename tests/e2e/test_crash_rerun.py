@@ -1,8 +1,8 @@
 """A kill at any point, the recovery the README documents, and a rerun (issue 9, item 3).
 
 `pulumi up` runs as the user runs it (the CLI, with its preview), in a process group of its own; a
-flysim fault holds one call in flight (an app, volume or machine create whose mutation Fly already
-made, a machine wait, the org-token mint) and the test SIGKILLs the whole group: engine, language
+flysim fault holds one call in flight (an app or volume create whose mutation Fly already made, the
+wait for a new machine to start, the org-token mint) and the test SIGKILLs the whole group: engine, language
 host, program and providers. Then the README's "When a run is interrupted" commands, run as written,
 and the checks: nothing twice, nothing the state doesn't know (the org token included), and after
 `destroy` no app and no live token."""
@@ -53,11 +53,6 @@ KILL_POINTS = {
         fault=lambda p: {"operation": "Volumes_create", "app": f"{p}-nfs", "kind": "hang", "after_commit": True,
                          "seconds": HANG, "count": 1},
         reached=lambda sim, _: f"{sim.prefix}-nfs" in sim.apps and bool(sim.volumes()), resource="nfs-volume"),
-    "machine-create": KillPoint(
-        fault=lambda p: {"operation": "Machines_create", "app": f"{p}-nfs", "kind": "hang", "after_commit": True,
-                         "seconds": HANG, "count": 1},
-        reached=lambda sim, _: f"{sim.prefix}-nfs" in sim.apps and bool(sim.machines("nfs")),
-        resource="nfs-machine"),
     # The router machine exists and is booting; the run is waiting for it to start.
     "machine-wait": KillPoint(
         fault=lambda p: {"operation": "Machines_wait", "app": f"{p}-fly-router", "kind": "hang", "seconds": HANG,
@@ -76,15 +71,24 @@ def flysim_module() -> Iterator[FlysimServer]:
         yield server
 
 
-def _recover(cli: Cli) -> list[str]:
+def _recover(cli: Cli, *, check_restore: bool) -> None:
     """The README's recovery commands, each run as written (PULUMI_SKIP_CONFIRMATIONS stands for the
-    user answering "yes"), in the project directory where the stack is selected."""
+    user answering "yes"), in the project directory, where the stack is the selected one. With
+    ``check_restore``, the README's way back (`pulumi stack import` of the saved copy) is run too,
+    right after the copy is made, and must keep what the copy holds."""
     commands = readme_block(RECOVERY_SECTION)
     assert any(c.startswith("pulumi up") for c in commands), commands
     for command in commands:
         proc = cli.shell(command, extra_env={"PULUMI_SKIP_CONFIRMATIONS": "true"})
-        assert proc.returncode == 0, f"`{command}` failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return commands
+        if proc.returncode != 0:
+            pytest.fail(f"`{command}` failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        if check_restore and command.startswith("pulumi stack export --file"):
+            saved = command.split("--file", 1)[1].split()[0]
+            before = pending_operations(cli.s)
+            restore = cli.shell(f"pulumi stack import --file {saved}")
+            if restore.returncode != 0:
+                pytest.fail(f"`pulumi stack import --file {saved}` failed:\n{restore.stdout[-3000:]}{restore.stderr[-3000:]}")
+            assert pending_operations(cli.s) == before != []
 
 
 def _assert_one_of_each_and_known(s: Any, sim: SliceView) -> None:
@@ -134,7 +138,7 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     else:
         assert kill.resource in pending, pending
 
-    _recover(cli)
+    _recover(cli, check_restore=point == "app-create")
     assert pending_operations(s) == []
     sim = view(flysim, prefix)
     _assert_one_of_each_and_known(s, sim)

@@ -165,22 +165,16 @@ class Cli:
     def argv(self, *args: str) -> list[str]:
         return ["pulumi", *args, "--stack", self.s.stack.name, "--non-interactive", "--color", "never"]
 
-    def run(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(*args), cwd=self.s.work_dir, env=self.env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, start_new_session=True)
-        self.runs.append(f"$ pulumi {' '.join(args)} -> {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-        if check:
-            assert proc.returncode == 0, f"`pulumi {' '.join(args)}` failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        return proc
 
     def shell(self, script: str, *, extra_env: dict[str, str] | None = None,
               timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run user-facing shell lines (e.g. a README block) in the project directory."""
         env = {**self.env, **(extra_env or {})}
+        started = time.monotonic()
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=self.s.work_dir, env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
                               start_new_session=True)
-        self.runs.append(f"$ {script} -> {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        self.runs.append(f"$ {script} -> {proc.returncode} in {time.monotonic() - started:.1f}s\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
         return proc
 
     def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
