@@ -9,7 +9,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field
 
 from fly.appconfig import release_command_config
-from fly.providers import App, FlyConnectionArgs, IpAddress, MachineFile, ReleaseCommand
+from fly.providers import App, FlyConnectionArgs, IpAddress, MachineFile, ReleaseCommand, inherit_connection
 
 from .deploy import fly_toml
 from .nfs import NfsServer
@@ -35,9 +35,10 @@ def manifest_schema(name: str) -> dict[str, Any]:
 
 class HostImage(pulumi.ComponentResource):
     def __init__(self, name: str, *, image_name: str, prefix: str, org_slug: pulumi.Input[str], region: str,
-                 image: str, env: dict[str, str], nfs: NfsServer, connection: FlyConnectionArgs,
+                 image: str, env: dict[str, str], nfs: NfsServer, connection: FlyConnectionArgs | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("artifact:slice:HostImage", name, None, opts)
+        inherit_connection(self, opts, connection)
         child = pulumi.ResourceOptions(parent=self)
         toml = fly_toml(f"image-{image_name}")
         config = release_command_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
@@ -46,18 +47,16 @@ class HostImage(pulumi.ComponentResource):
                              "publish their manifest from it (add release_command = \"...\")")
         self.image_name = image_name
         self.image = image
-        self.app = App(f"{name}-app", name=f"{prefix}-image-{image_name}", org_slug=org_slug,
-                       connection=connection, opts=child)
+        self.app = App(f"{name}-app", name=f"{prefix}-image-{image_name}", org_slug=org_slug, opts=child)
         self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
-                                 connection=connection, opts=child)
+                                 opts=child)
         # The release command writes to NFS: it waits for the NFS gate and nothing else.
         self.release = ReleaseCommand(f"{name}-release", app=self.app.name, region=region, config=config,
-                                      connection=connection,
                                       opts=pulumi.ResourceOptions(parent=self, depends_on=[nfs.gate]))
         path = f"{nfs.export_path}/{IMAGE_MANIFEST_DIR}/{image_name}.json"
         self.manifest_file = MachineFile(
             f"{name}-manifest", app=nfs.app.name, machine_id=nfs.machine.machine_id, path=path,
-            json_schema=manifest_schema(image_name), triggers=[self.release.machine_id], connection=connection,
+            json_schema=manifest_schema(image_name), triggers=[self.release.machine_id],
             opts=child)
         self.manifest = self.manifest_file.parsed
         self.register_outputs({"app": self.app.name, "manifest": self.manifest})

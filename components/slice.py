@@ -1,25 +1,24 @@
 """``OrgSlice``: the provisioning runbook's phases 1 to 7 as one graph.
 
-The dependencies state the runbook's gates and nothing more:
+The dependencies state the runbook's gates and its teardown order, and nothing more:
 - phase 1: the org is looked up (or created); every app needs it;
 - phase 2: NFS app, volume, machine, then the self-mount gate;
 - phase 3: router and exec machines wait for the gate; exec waits for the router;
 - phase 4: each host image's release command waits for the gate; its manifest is read back after it;
-- the worker pool and every app's Flycast address need only their app, so they run in parallel;
-- the org token comes after the apps (so teardown revokes it before the apps go);
-- phase 6 validation runs last, with the org token, and fails the update when the slice is not right.
-Teardown is the reverse: worker machines (the sweeper), router and exec machines, the NFS machine,
-the volume, the token, the apps.
+- every app's Flycast address needs only its app, so they run in parallel;
+- phase 6 validation runs last, with the org token, and fails the update when the slice is not right;
+- the teardown order: see the comment at its edges in ``OrgSlice.__init__``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pulumi
 
-from fly.providers import FlyConnectionArgs, Organization, OrgToken
+from fly.providers import FlyConnectionArgs, Organization, OrgToken, inherit_connection
 
 from .config import FlyEndpoint, SliceConfig, SliceSecrets
 from .deploy import default_image
@@ -32,6 +31,21 @@ from .worker_pool import WorkerPool
 HOST_IMAGES = ("basic", "coder")
 
 
+class _Later:
+    """A dependency on a resource made further down in the program (``depends_on`` takes Outputs)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_event_loop()
+        self._resource: asyncio.Future[pulumi.Resource] = loop.create_future()
+        known, secret = loop.create_future(), loop.create_future()
+        known.set_result(True)
+        secret.set_result(False)
+        self.output: pulumi.Output[pulumi.Resource] = pulumi.Output(set(), self._resource, known, secret)
+
+    def resolve(self, resource: pulumi.Resource) -> None:
+        self._resource.set_result(resource)
+
+
 def _machine_entry(machine: Any) -> pulumi.Output[dict[str, Any]]:
     return pulumi.Output.all(machine.machine_id, machine.state, machine.updated_at).apply(
         lambda v: {"id": v[0], "state": v[1], "updated_at": v[2]})
@@ -41,6 +55,7 @@ class OrgSlice(pulumi.ComponentResource):
     def __init__(self, name: str, *, config: SliceConfig, endpoint: FlyEndpoint, secrets: SliceSecrets,
                  connection: FlyConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("artifact:slice:OrgSlice", name, None, opts)
+        inherit_connection(self, opts, connection)  # every Fly resource below finds it through its parent
         child = pulumi.ResourceOptions(parent=self)
         prefix, region = config.prefix, config.primary_region
         images = {
@@ -53,17 +68,27 @@ class OrgSlice(pulumi.ComponentResource):
         }
         env = dc_env(prefix, config.domain)
 
+        # The teardown order is the runbook's, and these edges are what enforce it (Pulumi deletes a
+        # resource before everything it depends on, and creates in the opposite order):
+        #   1. worker machines: the pool's sweeper depends on the router and exec machines;
+        #   2. router and exec machines: they depend on the NFS gate, which depends on the NFS machine;
+        #   3. the NFS machine: it mounts the volume;
+        #   4. the volume: it depends on the control plane's token;
+        #   5. the token: it depends on every app;
+        #   6. the apps.
+        # (`tests/e2e/test_teardown_order.py` checks it in flysim's call log.) The cost at create time: the
+        # volume, and so the NFS critical path, waits for the token, which waits for every app create.
+        token_later = _Later()
+
         # Phase 1
-        self.org = Organization("org", slug=config.org, create_if_missing=config.create_org,
-                                connection=connection, opts=child)
+        self.org = Organization("org", slug=config.org, create_if_missing=config.create_org, opts=child)
         org_slug = self.org.slug
 
         # Phase 2
         self.nfs = NfsServer("nfs", prefix=prefix, org_slug=org_slug, region=region,
-                             volume_size_gb=config.nfs_volume_size_gb, image=images["nfs"], connection=connection,
-                             protect_volume=config.protect_volumes, gate_timeout=config.nfs_gate_timeout, opts=child)
-        self.worker_pool = WorkerPool("worker-pool", prefix=prefix, org_slug=org_slug, region=region,
-                                      image=images["worker"], env=env, connection=connection, opts=child)
+                             volume_size_gb=config.nfs_volume_size_gb, image=images["nfs"],
+                             protect_volume=config.protect_volumes, gate_timeout=config.nfs_gate_timeout,
+                             volume_after=[token_later.output], opts=child)
 
         # Phase 3
         clerk: dict[str, pulumi.Input[str]] = {}
@@ -76,24 +101,28 @@ class OrgSlice(pulumi.ComponentResource):
                             "the router will not authenticate users", self)
         self.router = Router("router", app_name=env["DC_ROUTER"], org_slug=org_slug, region=region,
                              image=images["router"], env=env, secrets=clerk or None, public_hostname=config.domain,
-                             connection=connection, depends_on=[self.nfs.gate, self.worker_pool.ready], opts=child)
+                             depends_on=[self.nfs.gate], opts=child)
         self.exec = ExecService("exec", app_name=env["DC_EXEC"], org_slug=org_slug, region=region,
-                                image=images["exec"], env=env, connection=connection,
-                                depends_on=[self.nfs.gate, self.router.machine, self.worker_pool.ready], opts=child)
+                                image=images["exec"], env=env, depends_on=[self.nfs.gate, self.router.machine],
+                                opts=child)
+        self.worker_pool = WorkerPool("worker-pool", prefix=prefix, org_slug=org_slug, region=region,
+                                      image=images["worker"], env=env,
+                                      sweep_before=[self.router.machine, self.exec.machine], opts=child)
 
         # Phase 4
         self.host_images = [
             HostImage(f"image-{n}", image_name=n, prefix=prefix, org_slug=org_slug, region=region, image=images[n],
-                      env=env, nfs=self.nfs, connection=connection, opts=child)
+                      env=env, nfs=self.nfs, opts=child)
             for n in HOST_IMAGES
         ]
 
-        # The control plane's token: org-scoped, after the apps (teardown revokes it before them).
+        # The control plane's token: org-scoped.
         apps = [self.nfs.app, self.worker_pool.app, self.router.app, self.exec.app,
                 *[h.app for h in self.host_images]]
         self.token = OrgToken("control-plane-token", org_id=self.org.org_id, name=f"{prefix}-control-plane",
-                              expiry=f"{config.token_expiry_hours}h", connection=connection,
+                              expiry=f"{config.token_expiry_hours}h",
                               opts=pulumi.ResourceOptions(parent=self, depends_on=apps))
+        token_later.resolve(self.token)
 
         # Phase 7: the handover manifest.
         self.manifest = self._manifest(config, images, endpoint)

@@ -3,12 +3,12 @@ the template kept here (and in the manifest); teardown sweeps them, Pulumi never
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pulumi
 
 from fly.appconfig import auto_stop_mode, machine_config
-from fly.providers import App, FlyConnectionArgs, IpAddress, MachineSweeper
+from fly.providers import App, FlyConnectionArgs, IpAddress, MachineSweeper, inherit_connection
 
 from .deploy import fly_toml
 
@@ -18,9 +18,14 @@ class WorkerPoolTemplateError(ValueError):
 
 
 class WorkerPool(pulumi.ComponentResource):
+    """``sweep_before``: the machines whose teardown waits for the worker machines to be swept (the
+    slice's teardown order, see ``OrgSlice``); the sweeper is created after them."""
+
     def __init__(self, name: str, *, prefix: str, org_slug: pulumi.Input[str], region: str, image: str,
-                 env: dict[str, str], connection: FlyConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+                 env: dict[str, str], sweep_before: Sequence[pulumi.Resource] = (),
+                 connection: FlyConnectionArgs | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("artifact:slice:WorkerPool", name, None, opts)
+        inherit_connection(self, opts, connection)
         child = pulumi.ResourceOptions(parent=self)
         toml = fly_toml("worker-pool")
         # Idle workers must be suspended (fast resume), never stopped: refuse a template that lost it.
@@ -30,12 +35,10 @@ class WorkerPool(pulumi.ComponentResource):
                 f"deploy/fly.worker-pool.toml: http_service.auto_stop_machines is {mode!r}; the worker pool "
                 "needs 'suspend' (set auto_stop_machines = 'suspend')")
         self.template: dict[str, Any] = machine_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
-        self.app = App(f"{name}-app", name=f"{prefix}-worker-pool", org_slug=org_slug, connection=connection,
-                       opts=child)
+        self.app = App(f"{name}-app", name=f"{prefix}-worker-pool", org_slug=org_slug, opts=child)
         self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
-                                 connection=connection, opts=child)
-        # Destroyed before anything that depends on it: the services that create workers depend on
-        # `ready`, so at teardown worker machines go first, as the runbook says.
-        self.sweeper = MachineSweeper(f"{name}-sweeper", app=self.app.name, connection=connection, opts=child)
-        self.ready = self.sweeper
+                                 opts=child)
+        # Destroys every machine of the pool (fly-exec's included) when it is deleted.
+        self.sweeper = MachineSweeper(f"{name}-sweeper", app=self.app.name,
+                                      opts=pulumi.ResourceOptions(parent=self, depends_on=list(sweep_before)))
         self.register_outputs({"app": self.app.name})

@@ -11,9 +11,10 @@ from typing import Any
 _EXPORTS = {
     "FlyClient": "client", "RetryPolicy": "client", "FlyConnection": "connection",
     **{name: "errors" for name in (
-        "FlyAPIError", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
-        "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyInvalidResponse", "FlyNameTaken", "FlyNotFound",
-        "FlyPreconditionFailed", "FlyRateLimited", "FlyServerError", "FlyWaitTimeout")},
+        "FlyAPIError", "FlyAlreadyExists", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
+        "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyHealthGateFailed", "FlyInvalidResponse",
+        "FlyMachineCrashed", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound", "FlyOperationFailed",
+        "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError", "FlyWaitTimeout")},
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,22 +1,29 @@
 """A typed client for Fly's Machines REST API, and the few GraphQL calls REST has no endpoint for.
 
-One ``httpx.Client`` per ``FlyClient``. Idempotent calls are retried with exponential backoff and jitter
-on 429 (honouring ``Retry-After``), 5xx and connection errors; creates are made safe to retry by adopting
-what a lost response created (by name, by a create token in metadata, or by a before/after listing).
+One ``httpx.Client`` (one connection pool, one SSL context) per ``FlyClient``; a process keeps one
+``FlyClient`` per connection (see ``fly.providers.base``). Retries:
+
+- a 429 means Fly refused the call before doing anything, so every call, creates included, waits and
+  tries again, for as long as the rate-limit budget allows (``Retry-After`` honoured, with jitter), and
+  says what it waits for;
+- 5xx and lost connections are retried a few times on idempotent calls only. Whether a create that
+  failed that way happened is for the resource to find out: adoption lives in ``fly.providers``, one
+  rule per resource kind, never here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import secrets as _secrets
+import os
+import random
+import re
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential, wait_random
 
 from .connection import FlyConnection
 from .errors import (
@@ -24,7 +31,7 @@ from .errors import (
     FlyConnectionError,
     FlyGraphQLError,
     FlyInvalidResponse,
-    FlyNameTaken,
+    FlyMachineCrashed,
     FlyNotFound,
     FlyRateLimited,
     FlyServerError,
@@ -51,52 +58,62 @@ log = logging.getLogger("fly")
 M = TypeVar("M", bound=BaseModel)
 
 LEASE_NONCE_HEADER = "fly-machine-lease-nonce"
-# Metadata key under which a create carries a one-off token, so a retry after a lost response can find
-# the machine the first attempt made instead of making a second one.
-CREATE_TOKEN_METADATA_KEY = "fly_client_create_token"
 WAIT_API_MAX_SECONDS = 60  # the wait endpoint refuses longer timeouts
+RATE_LIMIT_BUDGET_ENV = "FLY_RATE_LIMIT_BUDGET_SECONDS"
+DEFAULT_RATE_LIMIT_BUDGET = 600.0
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, (FlyRateLimited, FlyServerError, FlyConnectionError))
+def rate_limit_name(method: str, path: str) -> str:
+    """Fly limits each action separately: name the one a call hit, e.g. ``app-create``,
+    ``machine-wait``, ``volume-create``."""
+    parts = [p for p in path.split("?")[0].split("/") if p and p != "v1"]
+    if parts == ["graphql"]:
+        return "GraphQL"
+    nouns = {"apps": "app", "machines": "machine", "volumes": "volume", "secrets": "secrets",
+             "ip_assignments": "ip", "certificates": "certificate"}
+    noun, last_noun_index = "app", -1
+    for i, part in enumerate(parts):
+        if part in nouns:
+            noun, last_noun_index = nouns[part], i
+    tail = parts[last_noun_index + 1:]
+    verb = {"GET": "get", "POST": "update", "PUT": "update", "DELETE": "delete"}[method] if method in (
+        "GET", "POST", "PUT", "DELETE") else method.lower()
+    if not tail:  # a collection: GET lists, POST creates
+        verb = {"GET": "list", "POST": "create"}.get(method, verb)
+    elif len(tail) > 1 and re.match(r"^[a-z_]+$", tail[-1]):
+        verb = tail[-1]  # an action: start, stop, wait, lease, exec, extend, acme...
+    return f"{noun}-{verb}"
 
 
-def _is_refused(exc: BaseException) -> bool:
-    """A 429 means Fly refused the call before doing anything: safe to retry even a non-idempotent one."""
-    return isinstance(exc, FlyRateLimited)
-
-
-class _WaitRetryAfter:
-    """Exponential backoff with jitter, but never shorter than the server's ``Retry-After``."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
-
-    def __call__(self, state: RetryCallState) -> float:
-        backoff = self._backoff(state)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return max(float(retry_after), 0.0) + min(backoff, 1.0) * 0.1
-        return backoff
+def _budget_from_env() -> float:
+    raw = os.environ.get(RATE_LIMIT_BUDGET_ENV, "")
+    try:
+        return float(raw) if raw.strip() else DEFAULT_RATE_LIMIT_BUDGET
+    except ValueError:
+        return DEFAULT_RATE_LIMIT_BUDGET
 
 
 class RetryPolicy(BaseModel):
-    attempts: int = 8
-    max_seconds: float = 120.0
+    """``rate_limit_budget``: how long one call may keep waiting out 429s (default 600 s, or
+    ``FLY_RATE_LIMIT_BUDGET_SECONDS``). ``attempts``: tries of an idempotent call on 5xx and lost
+    connections."""
+
+    attempts: int = 5
+    rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET
     initial_backoff: float = 0.2
     max_backoff: float = 10.0
 
-    def retrying(self, *, idempotent: bool = True) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception(_is_retryable if idempotent else _is_refused),
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
-            wait=_WaitRetryAfter(self.initial_backoff, self.max_backoff),
-            reraise=True,
-            before_sleep=lambda s: log.info(
-                "retrying after %s (attempt %d)", type(s.outcome.exception()).__name__, s.attempt_number
-            ),
-        )
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        return cls(rate_limit_budget=_budget_from_env())
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter (so many slices do not retry in lockstep)."""
+        return random.uniform(self.initial_backoff, min(self.max_backoff, self.initial_backoff * 2 ** attempt))
+
+    def rate_limit_wait(self, retry_after: float | None, attempt: int) -> float:
+        base = max(float(retry_after), 0.0) if retry_after is not None else self.backoff(attempt)
+        return base + random.uniform(0.0, min(1.0, base * 0.25 + 0.05))
 
 
 class FlyClient:
@@ -105,7 +122,7 @@ class FlyClient:
     def __init__(self, connection: FlyConnection, *, retry: RetryPolicy | None = None,
                  timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
         self._connection = connection
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.from_env()
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, read=timeout + WAIT_API_MAX_SECONDS),
             headers={"Authorization": connection.authorization(), "User-Agent": "artifact-slices/fly"},
@@ -152,10 +169,30 @@ class FlyClient:
         return response
 
     def _request(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
-        for attempt in self.retry.retrying(idempotent=idempotent):
-            with attempt:
+        """Send, waiting out 429s within the rate-limit budget; with ``idempotent``, also retry 5xx and
+        lost connections ``retry.attempts`` times."""
+        started = time.monotonic()
+        limited = failed = 0
+        while True:
+            try:
                 return self._send(method, path, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
+            except FlyRateLimited as exc:
+                limited += 1
+                waited = time.monotonic() - started
+                delay = self.retry.rate_limit_wait(exc.retry_after, limited)
+                limit = rate_limit_name(method, path)
+                if waited + delay > self.retry.rate_limit_budget:
+                    raise exc.budget_spent(limit, waited, self.retry.rate_limit_budget) from None
+                log.info("waiting for Fly's %s rate limit (%s, retry in %.1fs)", limit,
+                         kwargs.get("resource") or path, delay)
+                time.sleep(delay)
+            except (FlyServerError, FlyConnectionError) as exc:
+                failed += 1
+                if not idempotent or failed >= self.retry.attempts:
+                    raise
+                delay = self.retry.backoff(failed)
+                log.info("retrying %s %s in %.1fs after %s", method, path, delay, type(exc).__name__)
+                time.sleep(delay)
 
     @staticmethod
     def _parse(model: type[M], response: httpx.Response, method: str, path: str, key: str | None = None) -> M:
@@ -180,20 +217,6 @@ class FlyClient:
         except (ValueError, TypeError, ValidationError) as exc:
             raise FlyInvalidResponse(method, path, _short(exc)) from None
 
-    def _create_with_adoption(self, create: Callable[[], M], adopt: Callable[[], M | None]) -> M:
-        """Run a non-idempotent create. 429 means Fly refused it before doing anything, so it is simply
-        retried; after a 5xx or a lost connection the create may have happened, so first look for what it
-        made and adopt that, and only then try again."""
-        for attempt in self.retry.retrying():
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    adopted = adopt()
-                    if adopted is not None:
-                        log.info("adopted a resource created by an earlier attempt")
-                        return adopted
-                return create()
-        raise AssertionError("unreachable")  # pragma: no cover
-
     # -- apps ----------------------------------------------------------------------------------------
 
     def get_app(self, name: str) -> App:
@@ -213,26 +236,21 @@ class FlyClient:
         return self._parse_list(App, response, "GET", path, key="apps")
 
     def create_app(self, name: str, org_slug: str, *, network: str | None = None) -> App:
-        """Create an app, or adopt it if an earlier attempt of ours made it (same org)."""
+        """Create an app. The idempotency key is derived from org and name, so Fly answers a repeat of
+        this create (a retry after a lost answer, or a rerun after a crash) with the app it made."""
         path = "/v1/apps"
-        body: dict[str, Any] = {"name": name, "org_slug": org_slug,
-                                "idempotency_key": _secrets.token_hex(16)}
+        key = hashlib.sha256(f"artifact-slices/app/{org_slug}/{name}".encode()).hexdigest()[:32]
+        body: dict[str, Any] = {"name": name, "org_slug": org_slug, "idempotency_key": key}
         if network:
             body["network"] = network
-
-        def create() -> App:
-            self._send("POST", path, json=body, resource=f"app {name}")
-            return self.get_app(name)
-
-        def adopt() -> App | None:
-            app = self.find_app(name)
-            if app is not None and app.organization is not None and app.organization.slug != org_slug:
-                raise FlyNameTaken(status_code=422, method="POST", path=path, resource=f"app {name}",
-                                   error=f"app name {name!r} is taken by another organization",
-                                   fly_status="name_taken")
-            return app
-
-        return self._create_with_adoption(create, adopt)
+        response = self._request("POST", path, idempotent=True, json=body, resource=f"app {name}")
+        try:
+            answer = response.json() if response.content else {}
+        except ValueError:
+            answer = {}
+        answer = answer if isinstance(answer, dict) else {}
+        return App.model_validate({"status": "pending", **answer, "name": name,
+                                   "organization": {"slug": org_slug}})
 
     def delete_app(self, name: str) -> None:
         """Delete an app with everything in it. Deleting an app that is already gone succeeds."""
@@ -263,24 +281,13 @@ class FlyClient:
 
     def create_volume(self, app: str, *, name: str, region: str, size_gb: int,
                       encrypted: bool = True, require_unique_zone: bool = False) -> Volume:
-        """Volume names are not unique on Fly, so a retry adopts only a volume of that name that was
-        not there before this call."""
+        """Sent once (retried only when refused with 429): volume names are not unique on Fly, so what a
+        lost answer made is for the caller to find."""
         path = f"/v1/apps/{app}/volumes"
         body = {"name": name, "region": region, "size_gb": size_gb, "encrypted": encrypted,
                 "require_unique_zone": require_unique_zone}
-        before = {v.id for v in self.list_volumes(app)}
-
-        def create() -> Volume:
-            response = self._send("POST", path, json=body, resource=f"volume {name} of app {app}")
-            return self._parse(Volume, response, "POST", path)
-
-        def adopt() -> Volume | None:
-            fresh = [v for v in self.list_volumes(app)
-                     if v.id not in before and v.name == name and v.region == region
-                     and v.state not in ("destroyed", "destroying", "pending_destroy")]
-            return fresh[0] if fresh else None
-
-        return self._create_with_adoption(create, adopt)
+        response = self._request("POST", path, idempotent=False, json=body, resource=f"volume {name} of app {app}")
+        return self._parse(Volume, response, "POST", path)
 
     def extend_volume(self, app: str, volume_id: str, size_gb: int) -> Volume:
         path = f"/v1/apps/{app}/volumes/{volume_id}/extend"
@@ -327,10 +334,9 @@ class FlyClient:
     def create_machine(self, app: str, config: dict[str, Any], *, name: str | None = None,
                        region: str | None = None, skip_launch: bool = False,
                        min_secrets_version: int | None = None, lease_ttl: int | None = None) -> Machine:
+        """Sent once (retried only when refused with 429). Machine names are unique within an app, so
+        a repeat of a named create is answered 409 ``already_exists`` naming the machine it made."""
         path = f"/v1/apps/{app}/machines"
-        token = _secrets.token_hex(12)
-        config = dict(config)
-        config["metadata"] = {**(config.get("metadata") or {}), CREATE_TOKEN_METADATA_KEY: token}
         body: dict[str, Any] = {"config": config}
         if name:
             body["name"] = name
@@ -342,17 +348,9 @@ class FlyClient:
             body["min_secrets_version"] = min_secrets_version
         if lease_ttl is not None:
             body["lease_ttl"] = lease_ttl
-
-        def create() -> Machine:
-            response = self._send("POST", path, json=body,
-                                  resource=f"machine {name} of app {app}" if name else f"new machine of app {app}")
-            return self._parse(Machine, response, "POST", path)
-
-        def adopt() -> Machine | None:
-            found = self.list_machines(app, metadata={CREATE_TOKEN_METADATA_KEY: token})
-            return found[0] if found else None
-
-        return self._create_with_adoption(create, adopt)
+        response = self._request("POST", path, idempotent=False, json=body,
+                                 resource=f"machine {name} of app {app}" if name else f"new machine of app {app}")
+        return self._parse(Machine, response, "POST", path)
 
     def update_machine(self, app: str, machine_id: str, config: dict[str, Any], *,
                        lease_nonce: str | None = None, current_version: str | None = None,
@@ -404,27 +402,49 @@ class FlyClient:
             pass
 
     def wait_machine(self, app: str, machine_id: str, state: str = "started", *, timeout: float = 60.0,
-                     instance_id: str | None = None, version: str | None = None) -> WaitResult:
+                     instance_id: str | None = None, version: str | None = None,
+                     poll: float = WAIT_API_MAX_SECONDS) -> WaitResult:
         """Block on Fly's wait endpoint until the machine reaches ``state``. The endpoint takes at most
-        60 seconds a call, so longer waits are several calls; no sleeping in between."""
+        60 seconds a call, so longer waits are several calls; no sleeping in between.
+
+        Waiting for ``started`` in windows of ``poll`` seconds: after a window that did not see it start,
+        a machine that is stopped with a non-zero exit event is reported as crashed at once
+        (``FlyMachineCrashed``) instead of after the whole timeout."""
         path = f"/v1/apps/{app}/machines/{machine_id}/wait"
+        resource = f"machine {machine_id} of app {app}"
         deadline = time.monotonic() + timeout
         while True:
-            remaining = max(1, min(WAIT_API_MAX_SECONDS, int(deadline - time.monotonic() + 0.999)))
+            window = min(poll, WAIT_API_MAX_SECONDS)
+            remaining = max(1, min(int(window), int(deadline - time.monotonic() + 0.999)))
             params: dict[str, Any] = {"state": state, "timeout": remaining}
             if instance_id and state != "destroyed":
                 params["instance_id"] = instance_id
             if version and state != "destroyed":
                 params["version"] = version
             try:
-                response = self._request("GET", path, idempotent=True, params=params,
-                                         resource=f"machine {machine_id} of app {app}")
-                return self._parse(WaitResult, response, "GET", path)
+                response = self._request("GET", path, idempotent=True, params=params, resource=resource)
+                try:
+                    return self._parse(WaitResult, response, "GET", path)
+                except FlyInvalidResponse:  # an empty or other 200 answer still means "reached"
+                    return WaitResult(ok=True, state=state)
             except FlyWaitTimeout:
+                if state == "started":
+                    self._raise_if_crashed(app, machine_id)
                 if time.monotonic() >= deadline:
-                    raise FlyWaitTimeout(status_code=408, method="GET", path=path,
-                                         resource=f"machine {machine_id} of app {app}",
+                    raise FlyWaitTimeout(status_code=408, method="GET", path=path, resource=resource,
                                          error=f"did not reach state {state!r} within {timeout:.0f}s") from None
+
+    def _raise_if_crashed(self, app: str, machine_id: str) -> None:
+        machine = self.find_machine(app, machine_id)
+        if machine is None or machine.state not in ("stopped", "failed"):
+            return
+        events = machine.events or self.list_machine_events(app, machine_id)
+        exits = [e for e in events if e.type == "exit"]
+        if exits:
+            last = max(exits, key=lambda e: e.timestamp or 0)
+            code = last.exit_code
+            if code not in (None, 0):
+                raise FlyMachineCrashed(app, machine_id, code, machine.state)
 
     def list_machine_events(self, app: str, machine_id: str) -> list[MachineEvent]:
         path = f"/v1/apps/{app}/machines/{machine_id}/events"
@@ -568,7 +588,8 @@ class FlyClient:
 
     def create_org_token(self, org_id: str, name: str, *, expiry: str | None = None,
                          profile: str = "deploy_organization") -> dict[str, Any]:
-        """An org-scoped (limited access) token. The answer holds the token value: handle as a secret."""
+        """An org-scoped (limited access) token. The answer holds the token value: handle as a secret.
+        Sent once: whether a lost answer minted one is for the caller to find (``list_org_tokens``)."""
         variables: dict[str, Any] = {"input": {"organizationId": org_id, "name": name, "profile": profile}}
         if expiry:
             variables["input"]["expiry"] = expiry
@@ -579,12 +600,28 @@ class FlyClient:
             variables, idempotent=False)
         return dict(data["createLimitedAccessToken"]["limitedAccessToken"])
 
+    def list_org_tokens(self, org_id: str) -> list[dict[str, Any]]:
+        """The org's live limited access tokens (id, name, profile, expiresAt; never their values)."""
+        data = self.graphql(
+            "OrgTokens",
+            "query OrgTokens($id: ID!) { organization(id: $id) { limitedAccessTokens "
+            "{ nodes { id name profile expiresAt revokedAt } } } }",
+            {"id": org_id}, idempotent=True)
+        org = data.get("organization") or {}
+        nodes = ((org.get("limitedAccessTokens") or {}).get("nodes")) or []
+        return [dict(n) for n in nodes if isinstance(n, dict) and not n.get("revokedAt")]
+
     def revoke_org_token(self, token_id: str) -> None:
-        self.graphql(
-            "RevokeOrgToken",
-            "mutation RevokeOrgToken($input: DeleteLimitedAccessTokenInput!) "
-            "{ deleteLimitedAccessToken(input: $input) { token } }",
-            {"input": {"id": token_id}}, idempotent=True)
+        """Revoke a token; one that is already gone counts as revoked."""
+        try:
+            self.graphql(
+                "RevokeOrgToken",
+                "mutation RevokeOrgToken($input: DeleteLimitedAccessTokenInput!) "
+                "{ deleteLimitedAccessToken(input: $input) { token } }",
+                {"input": {"id": token_id}}, idempotent=True)
+        except FlyGraphQLError as exc:
+            if not any("could not find" in m.lower() or "not found" in m.lower() for m in exc.messages):
+                raise
 
 
 def _short(exc: BaseException) -> str:

@@ -9,11 +9,15 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "App": "app", "AppProvider": "app", "AppSecrets": "app_extras", "Certificate": "app_extras",
-    "IpAddress": "app_extras", "FlyConnectionArgs": "connection_args", "Machine": "machine",
-    "MachineProvider": "machine", "ExecCheck": "machine_ops", "MachineFile": "machine_ops",
-    "MachineSweeper": "machine_ops", "ReleaseCommand": "machine_ops", "Organization": "org", "OrgToken": "org",
-    "Volume": "volume", "VolumeProvider": "volume",
+    "FlyProvider": "base", "FlyResource": "base",
+    "App": "app", "AppProvider": "app", "AppSecrets": "app_extras", "AppSecretsProvider": "app_extras",
+    "Certificate": "app_extras", "IpAddress": "app_extras", "IpAddressProvider": "app_extras",
+    "FlyConnectionArgs": "connection_args", "connection_in_scope": "connection_args",
+    "inherit_connection": "connection_args", "Machine": "machine", "MachineProvider": "machine",
+    "ExecCheck": "machine_ops", "ExecCheckProvider": "machine_ops", "MachineFile": "machine_ops",
+    "MachineSweeper": "machine_ops", "ReleaseCommand": "machine_ops", "ReleaseCommandProvider": "machine_ops",
+    "Organization": "org", "OrgToken": "org", "OrgTokenProvider": "org", "Volume": "volume",
+    "VolumeProvider": "volume",
 }
 __all__ = sorted(_EXPORTS)
 

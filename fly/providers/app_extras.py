@@ -5,81 +5,89 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import pulumi
-from pulumi.dynamic import CheckFailure, CreateResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
 from ..client import FlyClient
 from ..errors import FlyNotFound
-from .base import FlyProvider, ProviderInputs
-from .connection_args import FlyConnectionArgs
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown
 
 SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+# -- secrets ---------------------------------------------------------------------------------------------
+
 class AppSecretsInputs(ProviderInputs):
     app: str = Field(min_length=1)
-    values: dict[str, str]
+    values: dict[str, str] = Field(json_schema_extra={"secret": True})
 
 
-class AppSecretsProvider(FlyProvider):
+class AppSecretsOutputs(ProviderOutputs):
+    version: int | None = None
+    names: list[str] = Field(default_factory=list)
+
+
+class AppSecretsProvider(FlyProvider[AppSecretsInputs, AppSecretsOutputs]):
     """Fly secrets of one app. ``version`` is the app's secrets version after the change; machines take
-    it as ``min_secrets_version`` so they never boot with older secrets."""
+    it as ``min_secrets_version`` so they never boot with older secrets. A secret deleted outside Pulumi
+    shows in refresh (``names``) and the next ``up`` sets it again."""
 
-    inputs_model = AppSecretsInputs
+    Inputs, Outputs = AppSecretsInputs, AppSecretsOutputs
     replace_on = frozenset({"app"})
     kind = "app secrets"
 
-    def extra_checks(self, _olds: dict[str, Any], news: dict[str, Any]) -> list[CheckFailure]:
-        bad = [k for k in (news.get("values") or {}) if not re.match(SECRET_NAME, k)]
+    def extra_checks(self, olds: dict[str, Any], news: dict[str, Any]) -> list[CheckFailure]:
+        values = news.get("values")
+        if not isinstance(values, dict):
+            return []
         return [CheckFailure("values", f"app secrets: {k!r} is not a valid secret name (letters, digits, _)")
-                for k in bad]
+                for k in values if not re.match(SECRET_NAME, k)]
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = AppSecretsInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            version = client.set_secrets(inputs.app, dict(inputs.values))
-        return CreateResult(f"{inputs.app}/secrets", {**props, "version": version, "names": sorted(inputs.values)})
+    def drifted(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        values = news.get("values")
+        if contains_unknown(values) or not isinstance(values, dict) or olds.get("names") is None:
+            return False
+        return sorted(olds["names"]) != sorted(values)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        inputs = AppSecretsInputs.model_validate(self.desired(news))
-        old_values: dict[str, str] = olds.get("values") or {}
-        changes: dict[str, str | None] = {k: v for k, v in inputs.values.items() if old_values.get(k) != v}
+    def create_resource(self, client: FlyClient, inputs: AppSecretsInputs) -> tuple[str, AppSecretsOutputs]:
+        version = client.set_secrets(inputs.app, dict(inputs.values))
+        return f"{inputs.app}/secrets", AppSecretsOutputs(version=version, names=sorted(inputs.values))
+
+    def update_resource(self, client: FlyClient, id_: str, olds: AppSecretsInputs | None, inputs: AppSecretsInputs,
+                        state: AppSecretsOutputs) -> AppSecretsOutputs:
+        old_values = olds.values if olds is not None else {}
+        live = set(state.names)
+        # Set what changed, and what refresh found missing; unset what the program no longer has.
+        changes: dict[str, str | None] = {k: v for k, v in inputs.values.items()
+                                          if old_values.get(k) != v or k not in live}
         changes.update({k: None for k in old_values if k not in inputs.values})
-        version = olds.get("version")
+        version = state.version
         if changes:
-            with self.client(news) as client:
-                version = client.set_secrets(inputs.app, changes)
-        return UpdateResult({**news, "version": version, "names": sorted(inputs.values)})
+            version = client.set_secrets(inputs.app, changes)
+        return AppSecretsOutputs(version=version, names=sorted(inputs.values))
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        names = list((props.get("values") or {}).keys())
-        if not names:
+    def delete_resource(self, client: FlyClient, id_: str, inputs: AppSecretsInputs, state: AppSecretsOutputs) -> None:
+        if not inputs.values:
             return
-        with self.client(props) as client:
-            try:
-                client.set_secrets(props["app"], {k: None for k in names})
-            except FlyNotFound:  # the app, and its secrets with it, is already gone
-                pass
+        try:
+            client.set_secrets(inputs.app, {k: None for k in inputs.values})
+        except FlyNotFound:  # the app, and its secrets with it, is already gone
+            pass
 
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        if client.find_app(props["app"]) is None:
+    def read_resource(self, client: FlyClient, id_: str, inputs: AppSecretsInputs,
+                      state: AppSecretsOutputs) -> AppSecretsOutputs | None:
+        try:
+            names = client.list_secret_names(inputs.app)
+        except FlyNotFound:
             return None
-        return {"names": sorted(client.list_secret_names(props["app"]))}
+        return state.model_copy(update={"names": sorted(names)})
 
 
-class AppSecrets(Resource):
-    version: pulumi.Output[int]
-    names: pulumi.Output[list[str]]
+class AppSecrets(FlyResource):
+    provider = AppSecretsProvider
 
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], values: pulumi.Input[dict[str, str]],
-                 connection: FlyConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "values": pulumi.Output.secret(values), "version": None, "names": None,
-                 **connection.props()}
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["values"])
-        super().__init__(AppSecretsProvider(), resource_name, props,
-                         pulumi.ResourceOptions.merge(connection.secret_opts(opts), secret))
 
+# -- IP addresses ----------------------------------------------------------------------------------------
 
 class IpAddressInputs(ProviderInputs):
     app: str = Field(min_length=1)
@@ -89,33 +97,8 @@ class IpAddressInputs(ProviderInputs):
     org_slug: str | None = None
 
 
-class IpAddressProvider(FlyProvider):
-    """One IP assignment. ``private_v6`` is the Flycast address that makes ``<app>.flycast`` resolve."""
-
-    inputs_model = IpAddressInputs
-    replace_on = frozenset({"app", "type", "region", "network", "org_slug"})
-    kind = "ip address"
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = IpAddressInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            # A rerun after a crash: an address of this kind that the app already has is ours.
-            existing = [ip for ip in client.list_ips(inputs.app) if _kind(ip.ip, ip.shared) == inputs.type]
-            ip = existing[0] if existing else client.assign_ip(
-                inputs.app, inputs.type, region=inputs.region, network=inputs.network, org_slug=inputs.org_slug)
-        return CreateResult(ip.ip, {**props, "address": ip.ip})
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**olds, **news})
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with self.client(props) as client:
-            client.release_ip(props["app"], id_)  # a 404 (address or app gone) is success
-
-    def read_live(self, client: FlyClient, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        if client.find_app(props["app"]) is None:
-            return None
-        return {"address": id_} if any(ip.ip == id_ for ip in client.list_ips(props["app"])) else None
+class IpAddressOutputs(ProviderOutputs):
+    address: str = ""
 
 
 def _kind(address: str, shared: bool | None) -> str:
@@ -126,16 +109,37 @@ def _kind(address: str, shared: bool | None) -> str:
     return "shared_v4" if shared else "v4"
 
 
-class IpAddress(Resource):
-    address: pulumi.Output[str]
+class IpAddressProvider(FlyProvider[IpAddressInputs, IpAddressOutputs]):
+    """One IP assignment. ``private_v6`` is the Flycast address that makes ``<app>.flycast`` resolve."""
 
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], type: str, connection: FlyConnectionArgs,
-                 org_slug: pulumi.Input[str] | None = None, network: str | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "type": type, "region": None, "network": network, "org_slug": org_slug,
-                 "address": None, **connection.props()}
-        super().__init__(IpAddressProvider(), resource_name, props, connection.secret_opts(opts))
+    Inputs, Outputs = IpAddressInputs, IpAddressOutputs
+    replace_on = frozenset({"app", "type", "region", "network", "org_slug"})
+    adoption = "an app has one address of each type this program assigns: one the app already has is adopted"
+    kind = "ip address"
 
+    def create_resource(self, client: FlyClient, inputs: IpAddressInputs) -> tuple[str, IpAddressOutputs]:
+        existing = [ip for ip in client.list_ips(inputs.app) if _kind(ip.ip, ip.shared) == inputs.type]
+        ip = existing[0] if existing else client.assign_ip(
+            inputs.app, inputs.type, region=inputs.region, network=inputs.network, org_slug=inputs.org_slug)
+        return ip.ip, IpAddressOutputs(address=ip.ip)
+
+    def delete_resource(self, client: FlyClient, id_: str, inputs: IpAddressInputs, state: IpAddressOutputs) -> None:
+        client.release_ip(inputs.app, id_)  # a 404 (address or app gone) is success
+
+    def read_resource(self, client: FlyClient, id_: str, inputs: IpAddressInputs,
+                      state: IpAddressOutputs) -> IpAddressOutputs | None:
+        try:
+            ips = client.list_ips(inputs.app)
+        except FlyNotFound:
+            return None
+        return IpAddressOutputs(address=id_) if any(ip.ip == id_ for ip in ips) else None
+
+
+class IpAddress(FlyResource):
+    provider = IpAddressProvider
+
+
+# -- certificates ----------------------------------------------------------------------------------------
 
 class CertificateInputs(ProviderInputs):
     app: str = Field(min_length=1)
@@ -143,35 +147,31 @@ class CertificateInputs(ProviderInputs):
                           description="a DNS name such as slice.example.com")
 
 
-class CertificateProvider(FlyProvider):
-    inputs_model = CertificateInputs
+class CertificateOutputs(ProviderOutputs):
+    status: str = ""
+
+
+class CertificateProvider(FlyProvider[CertificateInputs, CertificateOutputs]):
+    Inputs, Outputs = CertificateInputs, CertificateOutputs
     replace_on = frozenset({"app", "hostname"})
+    adoption = "none needed: requesting the certificate of a hostname the app already has answers that one"
     kind = "certificate"
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = CertificateInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            cert = client.request_acme_certificate(inputs.app, inputs.hostname)
-        return CreateResult(inputs.hostname, {**props, "status": cert.status or ""})
+    def create_resource(self, client: FlyClient, inputs: CertificateInputs) -> tuple[str, CertificateOutputs]:
+        cert = client.request_acme_certificate(inputs.app, inputs.hostname)
+        return inputs.hostname, CertificateOutputs(status=cert.status or "")
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**olds, **news})
+    def delete_resource(self, client: FlyClient, id_: str, inputs: CertificateInputs,
+                        state: CertificateOutputs) -> None:
+        client.delete_certificate(inputs.app, id_)  # a 404 (certificate or app gone) is success
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with self.client(props) as client:
-            client.delete_certificate(props["app"], id_)  # a 404 (certificate or app gone) is success
-
-    def read_live(self, client: FlyClient, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
+    def read_resource(self, client: FlyClient, id_: str, inputs: CertificateInputs,
+                      state: CertificateOutputs) -> CertificateOutputs | None:
         try:
-            return {"status": client.get_certificate(props["app"], id_).status or ""}
+            return CertificateOutputs(status=client.get_certificate(inputs.app, id_).status or "")
         except FlyNotFound:
             return None
 
 
-class Certificate(Resource):
-    status: pulumi.Output[str]
-
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], hostname: pulumi.Input[str],
-                 connection: FlyConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "hostname": hostname, "status": None, **connection.props()}
-        super().__init__(CertificateProvider(), resource_name, props, connection.secret_opts(opts))
+class Certificate(FlyResource):
+    provider = CertificateProvider

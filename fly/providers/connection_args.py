@@ -1,10 +1,17 @@
-"""How a program hands the Fly endpoint and token to the dynamic providers."""
+"""How a program hands the Fly endpoint and token to the dynamic providers: once per slice.
+
+The top component takes a ``FlyConnectionArgs`` and sets it as its ``fly_connection``; every component
+created under it (``opts.parent``) hands it on with ``inherit_connection``, and every Fly resource
+finds it through its parent (``connection_in_scope``), the way Pulumi hands providers down to children.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pulumi
+
+SCOPE_ATTRIBUTE = "fly_connection"
 
 
 class FlyConnectionArgs:
@@ -28,6 +35,21 @@ class FlyConnectionArgs:
         return props
 
     def secret_opts(self, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
-        # Belt and braces: the token output is secret even if the engine did not carry secretness over.
+        """Kept for callers of the previous layer; ``FlyResource`` marks the token secret itself."""
         extra = pulumi.ResourceOptions(additional_secret_outputs=["fly_token"])
         return pulumi.ResourceOptions.merge(opts, extra) if opts else extra
+
+
+def connection_in_scope(opts: pulumi.ResourceOptions | None) -> FlyConnectionArgs | None:
+    """The connection of the component a resource is created in (its ``opts.parent``)."""
+    parent = opts.parent if opts is not None else None
+    found = getattr(parent, SCOPE_ATTRIBUTE, None)
+    return found if isinstance(found, FlyConnectionArgs) else None
+
+
+def inherit_connection(component: pulumi.Resource, opts: pulumi.ResourceOptions | None,
+                       connection: FlyConnectionArgs | None = None) -> FlyConnectionArgs | None:
+    """Give ``component`` the connection it was handed, or else its parent's; returns it."""
+    found = connection or connection_in_scope(opts)
+    setattr(component, SCOPE_ATTRIBUTE, found)
+    return found

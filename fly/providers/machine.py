@@ -1,22 +1,22 @@
 """A Fly machine. Config changes are applied in place (update under a lease, pinned to the version we
-read), and a wait on Fly's wait endpoint follows every launch; a replace only where Fly can't update
-in place: another app or region, or another volume mounted."""
+read), and a wait on Fly's wait endpoint follows every launch; a replace only where Fly can't update in
+place: another app or region, or another volume mounted. A machine that crashes on boot is reported as
+crashed, with its exit code, as soon as a wait window passes without it starting."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import pulumi
-from pulumi.dynamic import CreateResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..client import FlyClient
+from ..errors import FlyAlreadyExists, FlyNotFound
 from ..models import Machine as MachineModel
-from .base import FlyProvider, ProviderInputs, _normal
-from .connection_args import FlyConnectionArgs
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, normal
 
-log = logging.getLogger("fly.providers")
+# How long one wait call may go without the machine starting before its events are read for a crash.
+CRASH_CHECK_SECONDS = 5
+NOT_RUNNING = ("stopped", "suspended", "failed")
 
 
 class MountInput(BaseModel):
@@ -46,42 +46,64 @@ class MachineInputs(ProviderInputs):
     wait_timeout: int = Field(default=300, ge=1, le=3600)
 
 
-def _mounted_volumes(props: dict[str, Any]) -> list[str]:
-    return [m.get("volume") for m in ((props.get("config") or {}).get("mounts") or [])]
+class MachineOutputs(ProviderOutputs):
+    machine_id: str = ""
+    state: str = ""
+    instance_id: str = ""
+    private_ip: str = ""
+    image_digest: str = ""
+    updated_at: str = ""
 
 
-class MachineProvider(FlyProvider):
-    inputs_model = MachineInputs
+def _mounted_volumes(props: dict[str, Any]) -> list[Any]:
+    config = props.get("config")
+    mounts = config.get("mounts") if isinstance(config, dict) else None
+    return [m.get("volume") if isinstance(m, dict) else m for m in (mounts or [])] if isinstance(
+        mounts, list) else [mounts]
+
+
+class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
+    Inputs, Outputs = MachineInputs, MachineOutputs
     replace_on = frozenset({"app", "region"})
+    # Names are unique in an app: the replacement takes the old machine's name (and its volume's place).
+    delete_before_replace = True
+    adoption = ("machine names are unique in an app: a create answered 409 already_exists adopts the machine "
+                "of that name (the answer names its id) and brings it to the desired config under a lease")
     kind = "machine"
 
     def needs_replace(self, key: str, olds: dict[str, Any], news: dict[str, Any]) -> bool:
         return key == "config" and _mounted_volumes(olds) != _mounted_volumes(news)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = MachineInputs.model_validate(self.desired(props))
-        config = inputs.config.model_dump(exclude_none=True)
-        with self.client(props) as client:
-            # A rerun after a crash finds the machine the lost run created (by its name) and brings it
-            # to the desired config instead of creating a second one.
-            existing = [m for m in client.list_machines(inputs.app) if m.name == inputs.name
-                        and m.state not in ("destroyed", "destroying")]
-            if existing:
-                log.info("adopting existing machine %s (%s) of app %s", existing[0].id, inputs.name, inputs.app)
-                machine = self._apply(client, inputs, existing[0].id, config)
-            else:
-                machine = client.create_machine(
-                    inputs.app, config, name=inputs.name, region=inputs.region, skip_launch=inputs.skip_launch,
-                    min_secrets_version=inputs.min_secrets_version)
-                machine = self._settle(client, inputs, machine)
-        return CreateResult(machine.id, {**props, **_outputs(machine)})
+    def drifted(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        # Refresh found it stopped (or crashed) though it should run: `up` starts it again.
+        return olds.get("state") in NOT_RUNNING and not news.get("skip_launch")
 
-    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        inputs = MachineInputs.model_validate(self.desired(news))
+    def create_resource(self, client: FlyClient, inputs: MachineInputs) -> tuple[str, MachineOutputs]:
         config = inputs.config.model_dump(exclude_none=True)
-        with self.client(news) as client:
-            machine = self._apply(client, inputs, id_, config)
-        return UpdateResult({**news, **_outputs(machine)})
+        try:
+            machine = client.create_machine(
+                inputs.app, config, name=inputs.name, region=inputs.region, skip_launch=inputs.skip_launch,
+                min_secrets_version=inputs.min_secrets_version)
+        except FlyAlreadyExists as exc:
+            existing_id = exc.existing_id or next(
+                (m.id for m in client.list_machines(inputs.app) if m.name == inputs.name and m.state != "destroyed"),
+                None)
+            if existing_id is None:
+                raise
+            machine = self._apply(client, inputs, existing_id, config)
+            return machine.id, _outputs(machine, None if inputs.skip_launch else "started")
+        self._settle(client, inputs, machine)
+        return machine.id, _outputs(machine, None if inputs.skip_launch else "started")
+
+    def update_resource(self, client: FlyClient, id_: str, olds: MachineInputs | None, inputs: MachineInputs,
+                        state: MachineOutputs) -> MachineOutputs:
+        if olds is not None and normal(olds.model_dump()) == normal(inputs.model_dump()):
+            # Only drift: the machine should run and does not. Start it, and wait.
+            client.start_machine(inputs.app, id_)
+            self._settle(client, inputs, None, id_)
+            return state.model_copy(update={"state": "started"})
+        machine = self._apply(client, inputs, id_, inputs.config.model_dump(exclude_none=True))
+        return _outputs(machine, None if inputs.skip_launch else "started")
 
     def _apply(self, client: FlyClient, inputs: MachineInputs, machine_id: str,
                config: dict[str, Any]) -> MachineModel:
@@ -90,68 +112,49 @@ class MachineProvider(FlyProvider):
         with client.lease(inputs.app, machine_id, ttl=max(60, inputs.wait_timeout),
                           description="pulumi update") as lease:
             current = client.get_machine(inputs.app, machine_id)
-            keep = (current.config.get("metadata") or {})
-            config = {**config, "metadata": {**{k: v for k, v in keep.items() if k.startswith("fly_client_")},
-                                             **config.get("metadata", {})}}
             machine = client.update_machine(
                 inputs.app, machine_id, config, lease_nonce=lease.nonce,
                 current_version=current.current_version, skip_launch=inputs.skip_launch or None,
                 min_secrets_version=inputs.min_secrets_version)
-        return self._settle(client, inputs, machine)
+        self._settle(client, inputs, machine)
+        return machine
 
-    def _settle(self, client: FlyClient, inputs: MachineInputs, machine: MachineModel) -> MachineModel:
+    @staticmethod
+    def _settle(client: FlyClient, inputs: MachineInputs, machine: MachineModel | None,
+                machine_id: str | None = None) -> None:
         if inputs.skip_launch:
-            return machine
-        client.wait_machine(inputs.app, machine.id, "started", timeout=inputs.wait_timeout,
-                            instance_id=machine.instance_id)
-        return client.get_machine(inputs.app, machine.id)
+            return
+        client.wait_machine(inputs.app, machine.id if machine else machine_id or "", "started",
+                            timeout=inputs.wait_timeout, instance_id=machine.instance_id if machine else None,
+                            poll=CRASH_CHECK_SECONDS)
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        app = props["app"]
-        with self.client(props) as client:
-            if client.find_machine(app, id_) is None:
-                return
-            client.delete_machine(app, id_, force=True)
-            # Its volume is free only once the machine is destroyed: wait, so a volume delete that
-            # follows does not race the detach.
-            if client.find_machine(app, id_) is not None:
-                client.wait_machine(app, id_, "destroyed", timeout=_normal(props.get("wait_timeout")) or 300)
+    def delete_resource(self, client: FlyClient, id_: str, inputs: MachineInputs, state: MachineOutputs) -> None:
+        client.delete_machine(inputs.app, id_, force=True)  # a 404 (machine or app gone) is success
+        # Its volume is free only once the machine is destroyed: wait, so a volume delete that follows
+        # does not race the detach.
+        try:
+            client.wait_machine(inputs.app, id_, "destroyed", timeout=inputs.wait_timeout)
+        except FlyNotFound:
+            pass
 
-    def read_live(self, client: FlyClient, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        machine = client.find_machine(props["app"], id_)
+    def read_resource(self, client: FlyClient, id_: str, inputs: MachineInputs,
+                      state: MachineOutputs) -> MachineOutputs | None:
+        machine = client.find_machine(inputs.app, id_)
         return None if machine is None else _outputs(machine)
 
 
-def _outputs(machine: MachineModel) -> dict[str, Any]:
-    return {
-        "machine_id": machine.id,
-        "state": machine.state,
-        "instance_id": machine.current_version or "",
-        "private_ip": machine.private_ip or "",
-        "image_digest": (machine.image_ref.digest if machine.image_ref and machine.image_ref.digest else ""),
-        "updated_at": machine.updated_at or "",
-    }
+def _outputs(machine: MachineModel, state: str | None = None) -> MachineOutputs:
+    return MachineOutputs(
+        machine_id=machine.id,
+        state=state or machine.state,
+        instance_id=machine.current_version or "",
+        private_ip=machine.private_ip or "",
+        image_digest=(machine.image_ref.digest if machine.image_ref and machine.image_ref.digest else ""),
+        updated_at=machine.updated_at or "",
+    )
 
 
-class Machine(Resource):
-    """A Fly machine. Outputs: machine_id, state, instance_id, private_ip, image_digest, updated_at."""
+class Machine(FlyResource):
+    """A Fly machine."""
 
-    machine_id: pulumi.Output[str]
-    state: pulumi.Output[str]
-    instance_id: pulumi.Output[str]
-    private_ip: pulumi.Output[str]
-    image_digest: pulumi.Output[str]
-    updated_at: pulumi.Output[str]
-    region: pulumi.Output[str]
-    name: pulumi.Output[str]
-
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], name: pulumi.Input[str],
-                 region: pulumi.Input[str], config: pulumi.Input[dict[str, Any]], connection: FlyConnectionArgs,
-                 skip_launch: bool = False, min_secrets_version: pulumi.Input[int] | None = None,
-                 wait_timeout: int = 300, opts: pulumi.ResourceOptions | None = None) -> None:
-        props: dict[str, Any] = {
-            "app": app, "name": name, "region": region, "config": config, "skip_launch": skip_launch,
-            "min_secrets_version": min_secrets_version, "wait_timeout": wait_timeout,
-            "machine_id": None, "state": None, "instance_id": None, "private_ip": None,
-            "image_digest": None, "updated_at": None, **connection.props()}
-        super().__init__(MachineProvider(), resource_name, props, connection.secret_opts(opts))
+    provider = MachineProvider

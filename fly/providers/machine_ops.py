@@ -3,29 +3,39 @@ runs one, a file read back from a machine's volume, and a sweep of an app's mach
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-import pulumi
-from pulumi.dynamic import CreateResult, Resource, UpdateResult
 from pydantic import Field
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from ..appconfig import release_exit_code
 from ..client import FlyClient
-from ..errors import FlyError, FlyWaitTimeout
-from .base import FlyProvider, ProviderInputs
-from .connection_args import FlyConnectionArgs
+from ..errors import (
+    FlyAlreadyExists,
+    FlyHealthGateFailed,
+    FlyManifestInvalid,
+    FlyNotFound,
+    FlyReleaseCommandFailed,
+    FlyWaitTimeout,
+)
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs
 
 log = logging.getLogger("fly.providers")
+
+# Exit codes a shell gives a command it cannot run: retrying will not make the file appear.
+COMMAND_MISSING = {126: "is not executable", 127: "does not exist in the image"}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+# -- health gate -----------------------------------------------------------------------------------------
 
 class ExecCheckInputs(ProviderInputs):
     app: str = Field(min_length=1)
@@ -36,69 +46,67 @@ class ExecCheckInputs(ProviderInputs):
     timeout: int = Field(default=120, ge=1, le=3600)
 
 
-class ExecCheckProvider(FlyProvider):
+class ExecCheckOutputs(ProviderOutputs):
+    passed_at: str = ""
+    output: str = ""
+
+
+class ExecCheckProvider(FlyProvider[ExecCheckInputs, ExecCheckOutputs]):
     """A health gate: the machine is started (wait endpoint) and ``command`` exits 0 through exec.
 
     A check that fails is run again with exponential backoff until ``timeout``: a service that just
-    started may need a moment before, say, its export can be mounted. When it never passes, the
-    resource fails, naming the check, so nothing that depends on the gate is created.
+    started may need a moment before, say, its export can be mounted. A command the image does not have
+    (exit 126/127) fails at once. When it never passes, the resource fails with ``FlyHealthGateFailed``,
+    so nothing that depends on the gate is created.
     """
 
-    inputs_model = ExecCheckInputs
+    Inputs, Outputs = ExecCheckInputs, ExecCheckOutputs
     replace_on = frozenset({"app", "machine_id"})
     kind = "health gate"
 
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        inputs = ExecCheckInputs.model_validate(self.desired(props))
+    def _run(self, client: FlyClient, inputs: ExecCheckInputs) -> ExecCheckOutputs:
         deadline = time.monotonic() + inputs.timeout
-        with self.client(props) as client:
-            client.wait_machine(inputs.app, inputs.machine_id, "started", timeout=inputs.timeout)
-            last: dict[str, Any] = {}
+        client.wait_machine(inputs.app, inputs.machine_id, "started", timeout=inputs.timeout, poll=5)
+        last: dict[str, Any] = {}
 
-            def attempt() -> bool:
-                result = client.exec_machine(inputs.app, inputs.machine_id, inputs.command,
-                                             timeout=max(1, min(60, int(deadline - time.monotonic()))))
-                last.update(exit_code=result.exit_code, output=(result.stdout + result.stderr).strip()[-500:])
-                return result.exit_code == 0
+        def fail(why: str) -> FlyHealthGateFailed:
+            return FlyHealthGateFailed(inputs.app, inputs.machine_id, inputs.name, inputs.command,
+                                       last.get("exit_code"), last.get("output", ""), why)
 
-            try:
-                Retrying(retry=retry_if_result(lambda ok: not ok),
-                         stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
-                         wait=wait_exponential(multiplier=0.25, max=8))(attempt)
-            except RetryError:
-                raise FlyError(
-                    f"health gate {inputs.name!r} failed on machine {inputs.machine_id} of app {inputs.app}: "
-                    f"`{' '.join(inputs.command)}` exited {last.get('exit_code')} for {inputs.timeout}s"
-                    + (f"; last output: {last['output']}" if last.get("output") else "")
-                    + f". Look at the machine's logs (fly logs -a {inputs.app})") from None
-        return {**props, "passed_at": _now(), "output": last.get("output", "")}
+        def attempt() -> bool:
+            result = client.exec_machine(inputs.app, inputs.machine_id, inputs.command,
+                                         timeout=max(1, min(60, int(deadline - time.monotonic()))))
+            last.update(exit_code=result.exit_code, output=(result.stdout + result.stderr).strip()[-500:])
+            if result.exit_code in COMMAND_MISSING:
+                raise fail(f"exited {result.exit_code}: {inputs.command[0]} "
+                           f"{COMMAND_MISSING[result.exit_code]}; use an image that has it")
+            return result.exit_code == 0
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"{props['app']}/{props['machine_id']}/{props['name']}", self._run(props))
+        try:
+            Retrying(retry=retry_if_result(lambda ok: not ok),
+                     stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+                     wait=wait_exponential(multiplier=0.25, max=8))(attempt)
+        except RetryError:
+            raise fail(f"exited {last.get('exit_code')} for {inputs.timeout}s") from None
+        return ExecCheckOutputs(passed_at=_now(), output=last.get("output", ""))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._run(news))
+    def create_resource(self, client: FlyClient, inputs: ExecCheckInputs) -> tuple[str, ExecCheckOutputs]:
+        return f"{inputs.app}/{inputs.machine_id}/{inputs.name}", self._run(client, inputs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
+    def update_resource(self, client: FlyClient, id_: str, olds: ExecCheckInputs | None, inputs: ExecCheckInputs,
+                        state: ExecCheckOutputs) -> ExecCheckOutputs:
+        return self._run(client, inputs)
 
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        return {} if client.find_machine(props["app"], props["machine_id"]) is not None else None
+    def read_resource(self, client: FlyClient, id_: str, inputs: ExecCheckInputs,
+                      state: ExecCheckOutputs) -> ExecCheckOutputs | None:
+        return state if client.find_machine(inputs.app, inputs.machine_id) is not None else None
 
 
-class ExecCheck(Resource):
-    passed_at: pulumi.Output[str]
-    output: pulumi.Output[str]
-    name: pulumi.Output[str]
+class ExecCheck(FlyResource):
+    provider = ExecCheckProvider
 
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], machine_id: pulumi.Input[str],
-                 name: str, command: list[str], connection: FlyConnectionArgs,
-                 instance_id: pulumi.Input[str] | None = None, timeout: int = 120,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "machine_id": machine_id, "instance_id": instance_id, "name": name,
-                 "command": command, "timeout": timeout, "passed_at": None, "output": None, **connection.props()}
-        super().__init__(ExecCheckProvider(), resource_name, props, connection.secret_opts(opts))
 
+# -- release command -------------------------------------------------------------------------------------
 
 class ReleaseCommandInputs(ProviderInputs):
     app: str = Field(min_length=1)
@@ -107,60 +115,66 @@ class ReleaseCommandInputs(ProviderInputs):
     timeout: int = Field(default=600, ge=1, le=7200)
 
 
-class ReleaseCommandProvider(FlyProvider):
+class ReleaseCommandOutputs(ProviderOutputs):
+    machine_id: str = ""
+    exit_code: int | None = None
+    finished_at: str = ""
+
+
+class ReleaseCommandProvider(FlyProvider[ReleaseCommandInputs, ReleaseCommandOutputs]):
     """Runs an app's release command as flyctl's deploy does: a one-off machine (restart ``no``,
     ``auto_destroy``, process group ``fly_app_release_command``), waited on with the wait endpoint, its
     exit code read from the exit event. It runs again whenever its config (image, command, env) changes."""
 
-    inputs_model = ReleaseCommandInputs
+    Inputs, Outputs = ReleaseCommandInputs, ReleaseCommandOutputs
     replace_on = frozenset({"app"})
+    adoption = ("the release machine is named after its config: a repeated create is answered already_exists "
+                "and waits for the machine the first one made instead of running the release twice")
     kind = "release command"
 
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        inputs = ReleaseCommandInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            machine = client.create_machine(inputs.app, inputs.config, region=inputs.region)
-            final = "destroyed" if inputs.config.get("auto_destroy") else "stopped"
-            try:
-                client.wait_machine(inputs.app, machine.id, final, timeout=inputs.timeout)
-            except FlyWaitTimeout:
-                client.delete_machine(inputs.app, machine.id, force=True)
-                raise FlyError(f"release command of app {inputs.app} did not finish within {inputs.timeout}s "
-                               f"(machine {machine.id}, now destroyed)") from None
-            code = release_exit_code(client.list_machine_events(inputs.app, machine.id))
+    def _run(self, client: FlyClient, inputs: ReleaseCommandInputs) -> ReleaseCommandOutputs:
+        digest = hashlib.sha256(json.dumps(inputs.config, sort_keys=True).encode()).hexdigest()[:12]
+        name = f"release-{digest}"
+        try:
+            machine_id = client.create_machine(inputs.app, inputs.config, name=name, region=inputs.region).id
+        except FlyAlreadyExists as exc:
+            if exc.existing_id is None:
+                raise
+            machine_id = exc.existing_id
+        final = "destroyed" if inputs.config.get("auto_destroy") else "stopped"
+        try:
+            client.wait_machine(inputs.app, machine_id, final, timeout=inputs.timeout)
+        except FlyNotFound:
+            pass  # destroyed before the wait began: its events still tell how it ended
+        except FlyWaitTimeout:
+            client.delete_machine(inputs.app, machine_id, force=True)
+            raise FlyReleaseCommandFailed(inputs.app, machine_id, None,
+                                          f"did not finish within {inputs.timeout}s (now destroyed)") from None
+        code = release_exit_code(client.list_machine_events(inputs.app, machine_id))
         if code is None:
-            raise FlyError(f"release command of app {inputs.app} (machine {machine.id}) ended without an exit event")
+            raise FlyReleaseCommandFailed(inputs.app, machine_id, None, "ended without an exit event")
         if code != 0:
-            raise FlyError(f"release command of app {inputs.app} failed with exit code {code} "
-                           f"(machine {machine.id}); its output is in `fly logs -a {inputs.app}`")
-        return {**props, "machine_id": machine.id, "exit_code": code, "finished_at": _now()}
+            raise FlyReleaseCommandFailed(inputs.app, machine_id, code, f"failed with exit code {code}")
+        return ReleaseCommandOutputs(machine_id=machine_id, exit_code=code, finished_at=_now())
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._run(props)
-        return CreateResult(f"{props['app']}/release/{outs['machine_id']}", outs)
+    def create_resource(self, client: FlyClient, inputs: ReleaseCommandInputs) -> tuple[str, ReleaseCommandOutputs]:
+        outs = self._run(client, inputs)
+        return f"{inputs.app}/release/{outs.machine_id}", outs
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._run(news))
+    def update_resource(self, client: FlyClient, id_: str, olds: ReleaseCommandInputs | None,
+                        inputs: ReleaseCommandInputs, state: ReleaseCommandOutputs) -> ReleaseCommandOutputs:
+        return self._run(client, inputs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None  # the release machine destroyed itself
-
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        return {} if client.find_app(props["app"]) is not None else None
+    def read_resource(self, client: FlyClient, id_: str, inputs: ReleaseCommandInputs,
+                      state: ReleaseCommandOutputs) -> ReleaseCommandOutputs | None:
+        return state if client.find_app(inputs.app) is not None else None
 
 
-class ReleaseCommand(Resource):
-    machine_id: pulumi.Output[str]
-    exit_code: pulumi.Output[int]
-    finished_at: pulumi.Output[str]
+class ReleaseCommand(FlyResource):
+    provider = ReleaseCommandProvider
 
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], region: pulumi.Input[str],
-                 config: pulumi.Input[dict[str, Any]], connection: FlyConnectionArgs, timeout: int = 600,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "region": region, "config": config, "timeout": timeout, "machine_id": None,
-                 "exit_code": None, "finished_at": None, **connection.props()}
-        super().__init__(ReleaseCommandProvider(), resource_name, props, connection.secret_opts(opts))
 
+# -- a file on a machine ---------------------------------------------------------------------------------
 
 class MachineFileInputs(ProviderInputs):
     app: str = Field(min_length=1)
@@ -170,28 +184,32 @@ class MachineFileInputs(ProviderInputs):
     triggers: list[Any] = Field(default_factory=list)
 
 
-class MachineFileProvider(FlyProvider):
-    """Reads a file through exec (``cat``); with ``json_schema``, the content must be JSON valid against
-    it. A missing or malformed file fails, naming the file and the problem. Reads again when
-    ``triggers`` change (e.g. the release that writes the file ran again)."""
+class MachineFileOutputs(ProviderOutputs):
+    content: str = ""
+    parsed: Any = None
 
-    inputs_model = MachineFileInputs
+
+class MachineFileProvider(FlyProvider[MachineFileInputs, MachineFileOutputs]):
+    """Reads a file through exec (``cat``); with ``json_schema``, the content must be JSON valid against
+    it. A missing or malformed file fails with ``FlyManifestInvalid``, naming the file and the problem.
+    Reads again when ``triggers`` change (e.g. the release that writes the file ran again)."""
+
+    Inputs, Outputs = MachineFileInputs, MachineFileOutputs
     kind = "machine file"
 
-    def _read(self, props: dict[str, Any]) -> dict[str, Any]:
-        inputs = MachineFileInputs.model_validate(self.desired(props))
+    def _read(self, client: FlyClient, inputs: MachineFileInputs) -> MachineFileOutputs:
         where = f"{inputs.path} on machine {inputs.machine_id} of app {inputs.app}"
-        with self.client(props) as client:
-            result = client.exec_machine(inputs.app, inputs.machine_id, ["cat", inputs.path])
+        result = client.exec_machine(inputs.app, inputs.machine_id, ["cat", inputs.path])
         if result.exit_code != 0:
-            raise FlyError(f"{where} could not be read: {(result.stderr or result.stdout).strip() or 'missing'}")
+            raise FlyManifestInvalid(where, "could not be read: "
+                                     f"{(result.stderr or result.stdout).strip() or 'missing'}")
         content = result.stdout
         parsed: Any = None
         if inputs.json_schema is not None:
             try:
                 parsed = json.loads(content)
             except ValueError as exc:
-                raise FlyError(f"{where} is not valid JSON: {exc}") from None
+                raise FlyManifestInvalid(where, f"is not valid JSON: {exc}") from None
             import jsonschema  # only needed where a schema is given
 
             errors = sorted(jsonschema.Draft202012Validator(inputs.json_schema).iter_errors(parsed),
@@ -199,75 +217,66 @@ class MachineFileProvider(FlyProvider):
             if errors:
                 problems = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
                                      for e in errors[:5])
-                raise FlyError(f"{where} is malformed: {problems}")
-        return {**props, "content": content, "parsed": parsed}
+                raise FlyManifestInvalid(where, f"is malformed: {problems}")
+        return MachineFileOutputs(content=content, parsed=parsed)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"{props['app']}/{props['machine_id']}:{props['path']}", self._read(props))
+    def create_resource(self, client: FlyClient, inputs: MachineFileInputs) -> tuple[str, MachineFileOutputs]:
+        return f"{inputs.app}/{inputs.machine_id}:{inputs.path}", self._read(client, inputs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._read(news))
+    def update_resource(self, client: FlyClient, id_: str, olds: MachineFileInputs | None, inputs: MachineFileInputs,
+                        state: MachineFileOutputs) -> MachineFileOutputs:
+        return self._read(client, inputs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
-
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        return {} if client.find_machine(props["app"], props["machine_id"]) is not None else None
+    def read_resource(self, client: FlyClient, id_: str, inputs: MachineFileInputs,
+                      state: MachineFileOutputs) -> MachineFileOutputs | None:
+        return state if client.find_machine(inputs.app, inputs.machine_id) is not None else None
 
 
-class MachineFile(Resource):
-    content: pulumi.Output[str]
-    parsed: pulumi.Output[Any]
-    path: pulumi.Output[str]
+class MachineFile(FlyResource):
+    provider = MachineFileProvider
 
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], machine_id: pulumi.Input[str], path: str,
-                 connection: FlyConnectionArgs, json_schema: dict[str, Any] | None = None,
-                 triggers: list[pulumi.Input[Any]] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "machine_id": machine_id, "path": path, "json_schema": json_schema,
-                 "triggers": triggers or [], "content": None, "parsed": None, **connection.props()}
-        super().__init__(MachineFileProvider(), resource_name, props, connection.secret_opts(opts))
 
+# -- the sweeper -----------------------------------------------------------------------------------------
 
 class MachineSweeperInputs(ProviderInputs):
     app: str = Field(min_length=1)
     wait_timeout: int = Field(default=300, ge=1, le=3600)
 
 
-class MachineSweeperProvider(FlyProvider):
+class MachineSweeperOutputs(ProviderOutputs):
+    pass
+
+
+class MachineSweeperProvider(FlyProvider[MachineSweeperInputs, MachineSweeperOutputs]):
     """Owns nothing at create; at delete destroys every machine of the app, including machines made
     outside Pulumi (e.g. by a control plane), and waits until they are gone."""
 
-    inputs_model = MachineSweeperInputs
+    Inputs, Outputs = MachineSweeperInputs, MachineSweeperOutputs
     replace_on = frozenset({"app"})
     kind = "machine sweeper"
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"{props['app']}/sweeper", {**props})
+    def create_resource(self, client: FlyClient, inputs: MachineSweeperInputs) -> tuple[str, MachineSweeperOutputs]:
+        return f"{inputs.app}/sweeper", MachineSweeperOutputs()
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**news})
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        inputs = MachineSweeperInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            if client.find_app(inputs.app) is None:
-                return
+    def delete_resource(self, client: FlyClient, id_: str, inputs: MachineSweeperInputs,
+                        state: MachineSweeperOutputs) -> None:
+        try:
             machines = [m for m in client.list_machines(inputs.app) if m.state not in ("destroyed", "destroying")]
-            for machine in machines:
-                client.delete_machine(inputs.app, machine.id, force=True)
-            for machine in machines:
-                if client.find_machine(inputs.app, machine.id) is not None:
-                    client.wait_machine(inputs.app, machine.id, "destroyed", timeout=inputs.wait_timeout)
-            log.info("swept %d machine(s) of app %s", len(machines), inputs.app)
+        except FlyNotFound:  # the app is gone, and its machines with it
+            return
+        for machine in machines:
+            client.delete_machine(inputs.app, machine.id, force=True)
+        for machine in machines:
+            try:
+                client.wait_machine(inputs.app, machine.id, "destroyed", timeout=inputs.wait_timeout)
+            except FlyNotFound:
+                pass
+        log.info("swept %d machine(s) of app %s", len(machines), inputs.app)
 
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        return {} if client.find_app(props["app"]) is not None else None
+    def read_resource(self, client: FlyClient, id_: str, inputs: MachineSweeperInputs,
+                      state: MachineSweeperOutputs) -> MachineSweeperOutputs | None:
+        return state if client.find_app(inputs.app) is not None else None
 
 
-class MachineSweeper(Resource):
-    app: pulumi.Output[str]
-
-    def __init__(self, resource_name: str, *, app: pulumi.Input[str], connection: FlyConnectionArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"app": app, "wait_timeout": 300, **connection.props()}
-        super().__init__(MachineSweeperProvider(), resource_name, props, connection.secret_opts(opts))
+class MachineSweeper(FlyResource):
+    provider = MachineSweeperProvider

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import pulumi
-from pulumi.dynamic import CreateResult, Resource, UpdateResult
 from pydantic import Field
 
 from ..client import FlyClient
-from ..errors import FlyError, FlyGraphQLError
-from .base import FlyProvider, ProviderInputs
-from .connection_args import FlyConnectionArgs
+from ..errors import FlyError
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs
 
 log = logging.getLogger("fly.providers")
 
@@ -23,50 +19,45 @@ class OrganizationInputs(ProviderInputs):
     name: str | None = None
 
 
-class OrganizationProvider(FlyProvider):
-    """Looks an org up by slug, or creates it where asked. Orgs outlive slices: delete forgets it
-    (removing an org is a billing decision, not a stack teardown)."""
+class OrganizationOutputs(ProviderOutputs):
+    org_id: str = ""
+    org_name: str = ""
+    created: bool = False
 
-    inputs_model = OrganizationInputs
+
+class OrganizationProvider(FlyProvider[OrganizationInputs, OrganizationOutputs]):
+    """Looks an org up by slug, or creates it where asked. Orgs outlive slices: delete forgets it
+    (removing an org is a billing decision, not a stack teardown). Another slug is another org: the
+    slice is replaced, app by app, in the new org (see README, "Changing a setting")."""
+
+    Inputs, Outputs = OrganizationInputs, OrganizationOutputs
     replace_on = frozenset({"slug"})
+    adoption = "an org is looked up by slug before it is ever created"
     kind = "organization"
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = OrganizationInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            org = client.get_organization(inputs.slug)
-            created = False
-            if org is None:
-                if not inputs.create_if_missing:
-                    raise FlyError(f"organization {inputs.slug!r} does not exist (or the token cannot see it); "
-                                   "create it, use a token of that org, or set artifact-slice:createOrg true")
-                org = client.create_organization(inputs.name or inputs.slug)
-                created = True
-        return CreateResult(org.id or org.slug, {**props, "org_id": org.id or "", "org_name": org.name or "",
-                                                 "created": created})
+    def create_resource(self, client: FlyClient, inputs: OrganizationInputs) -> tuple[str, OrganizationOutputs]:
+        org = client.get_organization(inputs.slug)
+        created = False
+        if org is None:
+            if not inputs.create_if_missing:
+                raise FlyError(f"organization {inputs.slug!r} does not exist (or the token cannot see it); "
+                               "create it, use a token of that org, or set artifact-slice:createOrg true")
+            org = client.create_organization(inputs.name or inputs.slug)
+            created = True
+        return org.id or org.slug, OrganizationOutputs(org_id=org.id or "", org_name=org.name or "", created=created)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**olds, **news})
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+    def delete_resource(self, client: FlyClient, id_: str, inputs: OrganizationInputs,
+                        state: OrganizationOutputs) -> None:
         log.info("organization kept: orgs are not deleted by a slice teardown")
 
-    def read_live(self, client: FlyClient, _id: str, props: dict[str, Any]) -> dict[str, Any] | None:
-        org = client.get_organization(props["slug"])
-        return None if org is None else {"org_id": org.id or "", "org_name": org.name or ""}
+    def read_resource(self, client: FlyClient, id_: str, inputs: OrganizationInputs,
+                      state: OrganizationOutputs) -> OrganizationOutputs | None:
+        org = client.get_organization(inputs.slug)
+        return None if org is None else state.model_copy(update={"org_id": org.id or "", "org_name": org.name or ""})
 
 
-class Organization(Resource):
-    org_id: pulumi.Output[str]
-    org_name: pulumi.Output[str]
-    slug: pulumi.Output[str]
-
-    def __init__(self, resource_name: str, *, slug: str, connection: FlyConnectionArgs,
-                 create_if_missing: bool = False, name: str | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"slug": slug, "create_if_missing": create_if_missing, "name": name, "org_id": None,
-                 "org_name": None, "created": None, **connection.props()}
-        super().__init__(OrganizationProvider(), resource_name, props, connection.secret_opts(opts))
+class Organization(FlyResource):
+    provider = OrganizationProvider
 
 
 class OrgTokenInputs(ProviderInputs):
@@ -76,48 +67,49 @@ class OrgTokenInputs(ProviderInputs):
     expiry: str | None = Field(default=None, pattern=r"^\d+h$", description="hours, e.g. 8760h")
 
 
-class OrgTokenProvider(FlyProvider):
-    """A limited access token for one org (profile ``deploy_organization``: the narrowest Fly offers
-    for a control plane that creates apps and machines in its org). Its value is an output that the
-    resource marks secret; delete revokes it."""
+class OrgTokenOutputs(ProviderOutputs):
+    token_id: str = ""
+    token: str = Field(default="", json_schema_extra={"secret": True})
+    expires_at: str = ""
 
-    inputs_model = OrgTokenInputs
+
+class OrgTokenProvider(FlyProvider[OrgTokenInputs, OrgTokenOutputs]):
+    """A limited access token for one org (profile ``deploy_organization``: the narrowest Fly offers
+    for a control plane that creates apps and machines in its org). Its value is a secret output;
+    delete revokes it."""
+
+    Inputs, Outputs = OrgTokenInputs, OrgTokenOutputs
     replace_on = frozenset({"org_id", "name", "profile", "expiry"})
+    # The name identifies the token (see adoption): the old one goes before its replacement is minted.
+    delete_before_replace = True
+    adoption = ("a token's value exists only in the answer that minted it, so a token of this name that a lost "
+                "answer or a crash left behind cannot be adopted: it is revoked before a new one is minted, "
+                "and delete revokes every live token of the name, so none outlives the slice")
     kind = "org token"
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = OrgTokenInputs.model_validate(self.desired(props))
-        with self.client(props) as client:
-            token = client.create_org_token(inputs.org_id, inputs.name, expiry=inputs.expiry,
-                                            profile=inputs.profile)
-        return CreateResult(str(token["id"]), {**props, "token_id": str(token["id"]), "token": token["token"],
-                                               "expires_at": token.get("expiresAt") or ""})
+    def create_resource(self, client: FlyClient, inputs: OrgTokenInputs) -> tuple[str, OrgTokenOutputs]:
+        self._revoke_by_name(client, inputs)
+        token = client.create_org_token(inputs.org_id, inputs.name, expiry=inputs.expiry, profile=inputs.profile)
+        return str(token["id"]), OrgTokenOutputs(token_id=str(token["id"]), token=token["token"],
+                                                 expires_at=token.get("expiresAt") or "")
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({**olds, **news})
+    @staticmethod
+    def _revoke_by_name(client: FlyClient, inputs: OrgTokenInputs) -> None:
+        for orphan in client.list_org_tokens(inputs.org_id):
+            if orphan.get("name") == inputs.name:
+                log.info("revoking token %s (%s) that an earlier, interrupted run minted",
+                         orphan.get("id"), inputs.name)
+                client.revoke_org_token(str(orphan["id"]))
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with self.client(props) as client:
-            try:
-                client.revoke_org_token(id_)
-            except FlyGraphQLError as exc:
-                if not any("not found" in m.lower() for m in exc.messages):
-                    raise
+    def delete_resource(self, client: FlyClient, id_: str, inputs: OrgTokenInputs, state: OrgTokenOutputs) -> None:
+        client.revoke_org_token(id_)
+        self._revoke_by_name(client, inputs)
 
-    def read_live(self, _client: FlyClient, _id: str, _props: dict[str, Any]) -> dict[str, Any] | None:
-        return {}  # GraphQL offers no read of a token's value; keep what we have
+    def read_resource(self, client: FlyClient, id_: str, inputs: OrgTokenInputs,
+                      state: OrgTokenOutputs) -> OrgTokenOutputs | None:
+        live = client.list_org_tokens(inputs.org_id)
+        return state if any(str(t.get("id")) == id_ for t in live) else None
 
 
-class OrgToken(Resource):
-    token_id: pulumi.Output[str]
-    token: pulumi.Output[str]
-    expires_at: pulumi.Output[str]
-    name: pulumi.Output[str]
-
-    def __init__(self, resource_name: str, *, org_id: pulumi.Input[str], name: str, connection: FlyConnectionArgs,
-                 expiry: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"org_id": org_id, "name": name, "profile": "deploy_organization", "expiry": expiry,
-                 "token_id": None, "token": None, "expires_at": None, **connection.props()}
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["token", "fly_token"])
-        super().__init__(OrgTokenProvider(), resource_name, props,
-                         pulumi.ResourceOptions.merge(connection.secret_opts(opts), secret))
+class OrgToken(FlyResource):
+    provider = OrgTokenProvider
