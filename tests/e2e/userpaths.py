@@ -56,8 +56,8 @@ def plan_from_events(events: list[auto.EngineEvent], summary: dict[str, int], st
             meta = event.resource_pre_event.metadata
             op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
             name = resource_name(meta.urn)
-            if meta.type == "pulumi:pulumi:Stack":
-                continue
+            if meta.type == "pulumi:pulumi:Stack" or meta.type.startswith("pulumi:providers:"):
+                continue  # the engine's own plumbing, not a part of the slice
             steps[name] = "replace" if op in _REPLACE_OPS or steps.get(name) == "replace" else op
         elif event.diagnostic_event is not None:
             diag = event.diagnostic_event
