@@ -1,9 +1,9 @@
 """A kill at any point, the recovery the README documents, and a rerun (issue 9, item 3).
 
-`pulumi up` runs as the user runs it (the CLI, with its preview), in a process group of its own; a
+`pulumi up` runs as the user runs it (the CLI, with its preview), in a session of its own; a
 flysim fault holds one call in flight (an app or volume create whose mutation Fly already made, the
-wait for a new machine to start, the org-token mint) and the test SIGKILLs the whole group: engine, language
-host, program and providers. Then the README's "When a run is interrupted" commands, run as written,
+wait for a new machine to start, the org-token mint) and the test SIGKILLs every process of the session: engine,
+language host, program and providers. Then the README's "When a run is interrupted" commands, run as written,
 and the checks: nothing twice, nothing the state doesn't know (the org token included), and after
 `destroy` no app and no live token."""
 
@@ -20,7 +20,7 @@ import pytest
 from flysim.testing import FlysimServer
 
 from .harness import make_stack
-from .userpaths import (Cli, SliceView, kill_group, pending_operations, readme_block, resource_name,
+from .userpaths import (Cli, GraphqlHang, SliceView, kill_run, pending_operations, readme_block, resource_name,
                         state_resources, view, wait_until)
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ class KillPoint:
     fault: Callable[[str], dict[str, Any]]
     reached: Callable[[SliceView, FlysimServer], bool]
     resource: str
-    after_first_app: bool = False  # install the fault once the org look-up is done (GraphQL is one operation)
+    mint_hang: bool = False  # hang the org-token mint instead (see userpaths.GraphqlHang)
 
 
 def _fault_fired(flysim: FlysimServer) -> bool:
@@ -59,9 +59,8 @@ KILL_POINTS = {
                          "count": 1},
         reached=lambda sim, fly: _fault_fired(fly), resource="router-machine"),
     # Fly minted the token (a live `deploy_organization` token, valid for a year); the answer never came.
-    "token-mint": KillPoint(
-        fault=lambda p: {"operation": "GraphQL", "kind": "hang", "after_commit": True, "seconds": HANG, "count": 1},
-        reached=lambda sim, _: bool(sim.tokens()), resource="control-plane-token", after_first_app=True),
+    "token-mint": KillPoint(fault=lambda p: {}, reached=lambda sim, _: bool(sim.tokens()),
+                            resource="control-plane-token", mint_hang=True),
 }
 
 
@@ -84,11 +83,11 @@ def _recover(cli: Cli, *, check_restore: bool) -> None:
             pytest.fail(f"`{command}` failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         if check_restore and command.startswith("pulumi stack export --file"):
             saved = command.split("--file", 1)[1].split()[0]
-            before = pending_operations(cli.s)
+            before = set(state_resources(cli.s))
             restore = cli.shell(f"pulumi stack import --file {saved}")
             if restore.returncode != 0:
                 pytest.fail(f"`pulumi stack import --file {saved}` failed:\n{restore.stdout[-3000:]}{restore.stderr[-3000:]}")
-            assert pending_operations(cli.s) == before != []
+            assert set(state_resources(cli.s)) == before
 
 
 def _assert_one_of_each_and_known(s: Any, sim: SliceView) -> None:
@@ -118,18 +117,18 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     prefix = s.stack.name
     cli = Cli(s, tmp_path)
 
-    if not kill.after_first_app:
+    hang = GraphqlHang(flysim, "createLimitedAccessToken", HANG) if kill.mint_hang else None
+    if not kill.mint_hang:
         flysim.add_fault(**kill.fault(prefix))
     run = cli.start("up", "--yes", name="up")
     try:
-        if kill.after_first_app:
-            wait_until(lambda: view(flysim, prefix).apps, what="the first app", alive=run, log=lambda: cli.log("up"))
-            flysim.add_fault(**kill.fault(prefix))
         wait_until(lambda: kill.reached(view(flysim, prefix), flysim), what=f"{point} in flight", alive=run,
                    log=lambda: cli.log("up"))
     finally:
-        kill_group(run)
-    flysim.clear_faults()
+        kill_run(run)
+        flysim.clear_faults()
+        if hang is not None:
+            hang.remove()
 
     # What the user finds: the state records the interrupted create as pending.
     pending = [resource_name(op["resource"]["urn"]) for op in pending_operations(s)]
@@ -138,7 +137,11 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     else:
         assert kill.resource in pending, pending
 
+    flysim.clear_calls()
     _recover(cli, check_restore=point == "app-create")
+    print("\n".join(cli.runs))  # shown when an assertion below fails
+    print("calls of the recovery:", [f"{c['method']} {c['path']} {c.get('graphql', '')} {c['status']}"
+                                     for c in flysim.calls()])
     assert pending_operations(s) == []
     sim = view(flysim, prefix)
     _assert_one_of_each_and_known(s, sim)

@@ -188,29 +188,37 @@ class Cli:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def group_members(pgid: int) -> list[int]:
+def session_members(sid: int) -> list[int]:
+    """Live processes of a session. A run's plugins may get process groups of their own (the engine
+    starts them so), but they stay in the session the run was started in."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # after the command: state, ppid, pgrp, ...
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):  # state, ppid, pgrp, session, ...
             members.append(int(stat.parent.name))
     return members
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the run and everything it started (engine, language host, program, providers), as a
-    crash or an OOM kill of the whole tree would, and wait until none of them is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
+def kill_run(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run and everything it started (engine, language host, program, provider
+    processes), as a crash of the machine or a CI runner killing a job's process tree would, and wait
+    until none of them is left. The run was started in a session of its own."""
     deadline = time.monotonic() + 10
-    while group_members(proc.pid):
-        assert time.monotonic() < deadline, f"processes of the killed run survive: {group_members(proc.pid)}"
+    while True:
+        members = session_members(proc.pid)
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.wait(timeout=10)
+        if not members:
+            return
+        assert time.monotonic() < deadline, f"processes of the killed run survive: {members}"
         time.sleep(0.05)
 
 
@@ -243,3 +251,40 @@ def readme_block(heading: str, readme: Path = REPO / "README.md") -> list[str]:
         if command and not command.startswith("#"):
             lines.append(command)
     return lines
+
+
+# -- a hang of one GraphQL mutation -------------------------------------------------------------------
+
+class GraphqlHang:
+    """Hold the next call of one GraphQL mutation (e.g. ``createLimitedAccessToken``) after flysim
+    carried it out, as an ``after_commit`` hang fault would.
+
+    flysim's faults match an operation, and all of GraphQL is one operation (``GraphQL``), while the
+    org token's create lists the org's tokens (a query) right before it mints one (the mutation): a
+    fault can't single the mint out. Until flysim's faults can name a GraphQL field, this wraps the
+    handler of the in-process server's ``/graphql`` route."""
+
+    def __init__(self, flysim: Any, field_name: str, seconds: float) -> None:
+        import asyncio
+
+        from starlette.responses import JSONResponse
+
+        self.fired = False
+        route = next(r for r in flysim._server.config.app.routes
+                     if getattr(r, "path", None) == "/graphql" and getattr(r.app, "operation", None) == "GraphQL")
+        self._endpoint = route.app
+        self._original = original = route.app.handler
+
+        async def handler(ctx: Any) -> Any:
+            body = await ctx.body()
+            response = await original(ctx)
+            if not self.fired and field_name in str(body.get("query", "")):
+                self.fired = True
+                await asyncio.sleep(seconds)
+                return JSONResponse({"error": "gateway timeout"}, status_code=504)
+            return response
+
+        route.app.handler = handler
+
+    def remove(self) -> None:
+        self._endpoint.handler = self._original
