@@ -81,7 +81,7 @@ def test_preview_works_on_a_new_stack_and_after_every_change(tmp_path: Path, pul
     assert router["secrets"]["version"] > secrets_version
     [machine] = _live(router["machines"])
     assert machine["id"] == router_machine["id"] and machine["instance_id"] != router_machine["instance_id"]
-    assert not any(c["operation"] in ("Machines_create", "Machines_delete", "Volumes_create", "Volumes_delete")
+    assert not any(c["operation"] in ("Machines_create", "Machines_delete", "Volumes_create", "Volume_delete")
                    for c in flysim.calls())
 
     # Nothing changed: nothing planned, no call.
