@@ -122,3 +122,35 @@ def test_preview_works_on_a_new_stack_and_after_every_change(tmp_path: Path, pul
 
     s.destroy()
     assert not [a for a in flysim.state()["apps"] if a["name"].startswith(prefix + "-")]
+
+
+def test_refresh_then_up_repairs_drift(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token,
+                   config={"artifact-slice:validateInUp": "false"},
+                   secret_config={"artifact-slice:clerkSecretKey": "sk_sim_0123456789abcdef"})
+    prefix = s.stack.name
+    # Rate-limited app creates: the user is told what the run waits for.
+    flysim.add_fault(kind="status", status=429, retry_after=1, operation="Apps_create", count=2)
+    assert s.up().summary.result == "succeeded"
+    assert "waiting for Fly's app-create rate limit" in "".join(s.events)
+
+    router, nfs = f"{prefix}-fly-router", f"{prefix}-nfs"
+    [router_machine] = _live(_app(flysim, router)["machines"])
+    [exec_machine] = _live(_app(flysim, f"{prefix}-fly-exec")["machines"])
+    [flycast] = [ip["ip"] for ip in _app(flysim, nfs)["ip_assignments"] if ip["ip"].startswith("fdaa:")]
+    with flysim.client() as fly:  # changed outside Pulumi
+        assert fly.post(f"/v1/apps/{router}/machines/{router_machine['id']}/stop").status_code < 300
+        assert fly.post(f"/v1/apps/{router}/secrets", json={"values": {"CLERK_SECRET_KEY": None}}).status_code < 300
+        assert fly.delete(f"/v1/apps/{prefix}-fly-exec/machines/{exec_machine['id']}",
+                          params={"force": "true"}).status_code < 300
+        assert fly.delete(f"/v1/apps/{nfs}/ip_assignments/{flycast}").status_code < 300
+
+    s.refresh()
+    assert s.up().summary.result == "succeeded"
+    router_app = _app(flysim, router)
+    assert [m["state"] for m in _live(router_app["machines"])] == ["started"]
+    assert router_app["secrets"]["names"] == ["CLERK_SECRET_KEY"]
+    assert [m["state"] for m in _live(_app(flysim, f"{prefix}-fly-exec")["machines"])] == ["started"]
+    assert [ip for ip in _app(flysim, nfs)["ip_assignments"] if ip["ip"].startswith("fdaa:")]
+    assert set(s.preview().change_summary) == {"same"}
+    s.destroy()
