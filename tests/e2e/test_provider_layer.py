@@ -154,3 +154,19 @@ def test_refresh_then_up_repairs_drift(tmp_path: Path, pulumi_bin: Path, flysim)
     assert [ip for ip in _app(flysim, nfs)["ip_assignments"] if ip["ip"].startswith("fdaa:")]
     assert set(s.preview().change_summary) == {"same"}
     s.destroy()
+
+
+def test_an_nfs_image_without_the_check_script_fails_at_once(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token,
+                   config={"artifact-slice:nfsImage": "registry.fly.io/some-other-image:1",
+                           "artifact-slice:validateInUp": "false"})
+    prefix = s.stack.name
+    with pytest.raises(auto.errors.CommandError) as failed:
+        s.up()
+    message = str(failed.value)
+    assert "health gate 'self-mount' failed" in message
+    assert "exited 127: /fly-nfs/scripts/self-mount-check.sh does not exist in the image" in message
+    assert "for 180s" not in message  # it did not wait out the gate's timeout
+    assert not _live(_app(flysim, f"{prefix}-fly-router")["machines"]) if any(
+        a["name"] == f"{prefix}-fly-router" for a in flysim.state()["apps"]) else True
+    s.destroy()
