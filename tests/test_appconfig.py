@@ -12,8 +12,8 @@ import pytest
 
 from fly.appconfig import (
     FlyTomlError, auto_stop_mode, load_fly_toml, machine_config, parse_fly_toml, release_command_config,
-    release_exit_code,
 )
+from fly.models import MachineEvent, release_exit_code
 from tests.reference import fly_reference
 
 SPEC = fly_reference("machines-openapi.json")
@@ -366,18 +366,24 @@ def test_release_command_guest_and_absence():
 
 
 def test_release_exit_code():
-    events = [  # newest first, as the Machines API lists them
+    def events(*raw: dict) -> list[MachineEvent]:  # as FlyClient.list_machine_events returns them
+        return [MachineEvent.model_validate(e) for e in raw]
+
+    newest_first = events(
         {"type": "destroy", "timestamp": 5},
         {"type": "exit", "timestamp": 4, "request": {"exit_event": {"exit_code": 3}}},
         {"type": "start", "timestamp": 3},
         {"type": "exit", "timestamp": 2, "request": {"exit_event": {"exit_code": 0}}},
         {"type": "start", "timestamp": 1},
-    ]
-    assert release_exit_code(events) == 3
-    assert release_exit_code(reversed(events)) == 3  # order by timestamp, not by list position
-    assert release_exit_code([{"type": "exit", "timestamp": 2, "request": {"exit_event": {}}},
-                              {"type": "start", "timestamp": 1}]) == 0  # Go omits a zero exit_code
-    assert release_exit_code([{"type": "start", "timestamp": 1}]) is None
+    )
+    assert release_exit_code(newest_first) == 3
+    assert release_exit_code(reversed(newest_first)) == 3  # order by timestamp, not by list position
+    assert release_exit_code(events({"type": "exit", "timestamp": 2, "request": {"exit_event": {}}},
+                                    {"type": "start", "timestamp": 1})) == 0  # Go omits a zero exit_code
+    assert release_exit_code(events({"type": "exit", "timestamp": 2,
+                                     "request": {"MonitorEvent": {"exit_event": {"exit_code": 137}}}},
+                                    {"type": "start", "timestamp": 1})) == 137
+    assert release_exit_code(events({"type": "start", "timestamp": 1})) is None
 
 
 # ---- errors ----
