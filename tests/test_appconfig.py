@@ -407,8 +407,8 @@ def test_bad_values_name_key_and_fix(text, key, words):
     with pytest.raises(FlyTomlError) as err:
         parse_fly_toml(text, source="apps/web/fly.toml")
     message = str(err.value)
-    assert err.value.key == key
-    assert message.startswith(f"apps/web/fly.toml: {key}: ") and "Fix: " in message
+    assert err.value.key == key and err.value.line is not None
+    assert message.startswith(f"apps/web/fly.toml:{err.value.line}: {key}: ") and "Fix: " in message
     for word in words:
         assert word in message
 

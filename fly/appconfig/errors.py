@@ -10,17 +10,18 @@ DOCS = "https://fly.io/docs/reference/configuration/"
 
 
 class FlyTomlError(FlyError, ValueError):
-    """A fly.toml that cannot become a machine config. The message names the file (and line when
-    known), the key path, what is wrong with the value and how to fix it; later issues follow."""
+    """A fly.toml that cannot become a machine config. The message is one line (Pulumi shows a program
+    error's first line in its summary): the file and line, the key path, what is wrong with the value
+    and how to fix it; later issues follow on the same line."""
 
     def __init__(self, source: str, key: str | None, problem: str, fix: str, *, line: int | None = None,
-                 more: Iterable[tuple[str | None, str, str]] = ()) -> None:
+                 more: Iterable[tuple[str | None, str, str, int | None]] = ()) -> None:
         self.source, self.key, self.problem, self.fix, self.line = source, key, problem, fix, line
-        self.issues = [(key, problem, fix), *more]
+        self.issues = [(key, problem, fix, line), *more]
         where = f"{source}:{line}" if line else source
-        lines = [f"{where}: {self._one(key, problem, fix)}"]
-        lines += [f"  also {self._one(*issue)}" for issue in self.issues[1:]]
-        super().__init__("\n".join(lines))
+        parts = [f"{where}: {self._one(key, problem, fix)}"]
+        parts += [f"also {f'line {n}: ' if n else ''}{self._one(k, p, x)}" for k, p, x, n in self.issues[1:]]
+        super().__init__("; ".join(parts))
 
     @staticmethod
     def _one(key: str | None, problem: str, fix: str) -> str:

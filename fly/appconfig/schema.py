@@ -3,11 +3,13 @@ pydantic model per section, shapes normalised as patches.go does; unknown keys a
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, StrictBool, model_validator
 
+from ..regions import region_problem
 from .errors import BadValue, FlyTomlError
 from .values import (
     Autostop, Env, Headers, Int, MemoryMb, Millis, NonNegativeInt, Port, ProcessMap, Seconds, SizeGb, StrList, Tables,
@@ -17,7 +19,6 @@ from .values import (
 DEFAULT_GROUP = "app"  # fly.MachineProcessGroupApp
 RELEASE_GROUP = "fly_app_release_command"  # fly.MachineProcessGroupFlyAppReleaseCommand
 SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM")  # fly.StopConfig enum
-DOCS = "https://fly.io/docs/reference/configuration/"
 
 # fly-go MachinePresets: shared CPUs come with 256 MB each, performance CPUs with 2 GB each.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -31,7 +32,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class _Section(BaseModel):
+    """Unknown keys are kept (flyctl only warns about them), but one that is a near miss of a known
+    key is a typo whose setting would silently not apply: refused, naming the key it resembles."""
+
     model_config = ConfigDict(extra="allow")
+    _also_known: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typos(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            known = [*cls.model_fields, *cls._also_known]
+            for key in raw:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8) if key not in known else []
+                if close:
+                    raise BadValue(f"{key!r} is not a fly.toml setting here (did you mean {close[0]!r}?)",
+                                   f"rename it to {close[0]}", (str(key),))
+        return raw
 
 
 class Concurrency(_Section):
@@ -224,7 +241,11 @@ class FlyToml(_Section):
     statics: Tables[Static] = []
     files: Tables[File] = []
 
+    # flyctl's other top-level keys and the aliases _aliases folds in (patches.go).
+    _also_known = ("compute", "computes", "mount", "metric", "console_command", "machine_checks")
+
     _source: str = PrivateAttr("fly.toml")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
     _base_dir: Path | None = PrivateAttr(None)
 
     @model_validator(mode="before")
@@ -245,6 +266,9 @@ class FlyToml(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> FlyToml:
+        if self.primary_region is not None and (problem := region_problem(self.primary_region)):
+            raise BadValue(f"{self.primary_region!r} {problem}", "set primary_region to a Fly region code such as \"syd\"",
+                           ("primary_region",))
         if self.kill_signal is not None and self.kill_signal not in SIGNALS:
             raise BadValue(f"{self.kill_signal!r} is not a stop signal", f"use one of {', '.join(SIGNALS)}",
                        ("kill_signal",))
@@ -280,4 +304,6 @@ class FlyToml(_Section):
         return group in processes if processes else group == self.default_process_group()
 
     def _fail(self, key: str | None, problem: str, fix: str) -> FlyTomlError:
-        return FlyTomlError(self._source, key, problem, fix)
+        from .parse import line_of  # parse imports this module; the cycle is broken at call time
+
+        return FlyTomlError(self._source, key, problem, fix, line=line_of(self._lines, key))
