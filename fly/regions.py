@@ -35,8 +35,8 @@ def region_problem(value: object) -> str | None:
         return None
     if code in REGIONS:
         return f"is written {value!r}; Fly region codes are lowercase: use {code!r}"
-    hint = suggest_region(value)
-    return f"is not a Fly region{hint}; `fly platform regions` lists them all"
+    hint = suggest_region(value) or f" (Fly's regions: {', '.join(REGIONS)})"
+    return f"is not a Fly region{hint}"
 
 
 def suggest_region(value: str) -> str:

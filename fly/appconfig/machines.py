@@ -99,7 +99,7 @@ def _files(toml: FlyToml, files: Iterable[tuple[int, File]]) -> list[dict[str, A
             try:
                 entry["raw_value"] = base64.b64encode(path.read_bytes()).decode()
             except OSError as exc:
-                raise toml._fail(f"files[{i}].local_path", f"cannot read {path} ({exc.strerror or exc})",
+                raise toml.error(f"files[{i}].local_path", f"cannot read {path} ({exc.strerror or exc})",
                                  "make local_path point to an existing file, relative to fly.toml") from None
         out.append(entry)
     return out
@@ -115,12 +115,12 @@ def _metadata(toml: FlyToml, given: dict[str, str] | None, group: str) -> dict[s
     out = dict(given or {})
     for key, value in (("fly_platform_version", "v2"), ("fly_process_group", group)):
         if out.get(key, value) != value:
-            raise toml._fail(None, f"metadata {key}={out[key]!r} contradicts the {value!r} this config sets",
+            raise toml.error(None, f"metadata {key}={out[key]!r} contradicts the {value!r} this config sets",
                              f"drop {key} from the metadata argument")
         out[key] = value
     bad = [k for k, v in out.items() if not isinstance(v, str)]
     if bad:
-        raise toml._fail(None, f"metadata values must be strings (not for {bad})", "pass str values")
+        raise toml.error(None, f"metadata values must be strings (not for {bad})", "pass str values")
     return out
 
 
@@ -134,7 +134,7 @@ def machine_config(toml: FlyToml, *, image: str, process_group: str | None = Non
     """
     group = process_group or toml.default_process_group()
     if group not in toml.process_groups():
-        raise toml._fail("processes", f"process group {group!r} is not defined",
+        raise toml.error("processes", f"process group {group!r} is not defined",
                          f"use one of {toml.process_groups()} or add it to [processes]")
     config: dict[str, Any] = {"image": image}
 
@@ -162,7 +162,7 @@ def machine_config(toml: FlyToml, *, image: str, process_group: str | None = Non
             continue
         port = check.port if check.port is not None else (http.internal_port if http else None)
         if port is None:  # machines.go: a port-less check borrows the group's http_service port
-            raise toml._fail(f"checks.{name}.port", f"check has no port and group {group!r} has no http_service",
+            raise toml.error(f"checks.{name}.port", f"check has no port and group {group!r} has no http_service",
                              "set port = <the port your app listens on>")
         out = _check(check, str(check.type)) | {"port": port}
         if check.method:
@@ -173,12 +173,12 @@ def machine_config(toml: FlyToml, *, image: str, process_group: str | None = Non
 
     group_mounts = [(i, m) for i, m in enumerate(toml.mounts) if toml._matches(group, m.processes)]
     if len(group_mounts) > 1:
-        raise toml._fail(f"mounts[{group_mounts[1][0]}]", f"group {group!r} has more than one mount",
+        raise toml.error(f"mounts[{group_mounts[1][0]}]", f"group {group!r} has more than one mount",
                          "a Fly Machine attaches one volume: keep one [[mounts]] per process group")
     for i, m in group_mounts:
         volume_id = (mounts or {}).get(m.source)
         if not volume_id:
-            raise toml._fail(f"mounts[{i}].source", f"volume {m.source!r} has no volume id to attach",
+            raise toml.error(f"mounts[{i}].source", f"volume {m.source!r} has no volume id to attach",
                              f"create the volume and pass mounts={{{m.source!r}: '<volume id>'}}")
         config["mounts"] = [{"volume": volume_id, "path": m.destination, "name": m.source,
                              **_compact({"extend_threshold_percent": m.auto_extend_size_threshold,
@@ -241,9 +241,9 @@ def auto_stop_mode(toml: FlyToml, process_group: str | None = None) -> str:
     """How Fly's proxy idles the group's machines: "off", "stop" or "suspend" (unset means "off")."""
     group = process_group or toml.default_process_group()
     if group not in toml.process_groups():
-        raise toml._fail("processes", f"process group {group!r} is not defined", f"use one of {toml.process_groups()}")
+        raise toml.error("processes", f"process group {group!r} is not defined", f"use one of {toml.process_groups()}")
     modes = {s.auto_stop_machines or "off" for s in _services_for(toml, group)}
     if len(modes) > 1:
-        raise toml._fail("auto_stop_machines", f"the services of group {group!r} disagree: {sorted(modes)}",
+        raise toml.error("auto_stop_machines", f"the services of group {group!r} disagree: {sorted(modes)}",
                          "set the same auto_stop_machines on http_service and every [[services]] of the group")
     return modes.pop() if modes else "off"

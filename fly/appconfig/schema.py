@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, StrictBool, model_validator
 
 from ..regions import region_problem
-from .errors import BadValue, FlyTomlError
+from .errors import BadValue, FlyTomlError, line_of
 from .values import (
     Autostop, Env, Headers, Int, MemoryMb, Millis, NonNegativeInt, Port, ProcessMap, Seconds, SizeGb, StrList, Tables,
     concurrency_table, split_command, table_list,
@@ -303,7 +303,5 @@ class FlyToml(_Section):
         # processgroups.go flattenGroupsMatch: a section without `processes` serves only the default group.
         return group in processes if processes else group == self.default_process_group()
 
-    def _fail(self, key: str | None, problem: str, fix: str) -> FlyTomlError:
-        from .parse import line_of  # parse imports this module; the cycle is broken at call time
-
+    def error(self, key: str | None, problem: str, fix: str) -> FlyTomlError:
         return FlyTomlError(self._source, key, problem, fix, line=line_of(self._lines, key))
