@@ -72,7 +72,8 @@ def hostname_problem(value: str, *, what: str = "host name", example: str = "org
         if len(label) > 63:
             return f"has a part of {len(label)} characters ({label[:20]}...); each part between dots has at most 63"
         if label.startswith("-") or label.endswith("-"):
-            return f"has a part that starts or ends with '-' ({label!r}); each part must start and end with a letter or digit"
+            return (f"has a part that starts or ends with '-' ({label!r}); each part must start and end with a "
+                    "letter or digit")
         if not _LABEL.match(label):
             bad = sorted({c for c in label if not (c.isascii() and (c.isalnum() or c == "-"))})
             return (f"has characters a {what} cannot contain ({' '.join(repr(c) for c in bad)}); use letters, digits "
@@ -244,6 +245,7 @@ def shown(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     if looks_secret(text):
         return "(a value that looks like a credential, not repeated here)"
+    text = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", text)  # a password in a URL
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
@@ -265,7 +267,8 @@ def _describe(error: dict[str, Any], key: str) -> str:
     if kind == "missing":
         return f"is required; set it with `pulumi config set {PROJECT_NAMESPACE}:{key} <value>`"
     if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"is not a whole number; set digits only, e.g. `pulumi config set {PROJECT_NAMESPACE}:{key} 10`"
+        return (f"is not a whole number (an integer); set digits only, e.g. "
+                f"`pulumi config set {PROJECT_NAMESPACE}:{key} 10`")
     if kind in ("bool_parsing", "bool_type"):
         return f"is not true or false; `pulumi config set {PROJECT_NAMESPACE}:{key} true` (or false)"
     if kind in ("greater_than_equal", "greater_than"):
@@ -313,7 +316,7 @@ def _unknown_keys(values: dict[str, Any]) -> list[str]:
                 continue
             guess = _closest(key, known[namespace]) or _closest(key, [k for ns in known for k in known[ns]])
             guess_full = next((k for k in everything if k.endswith(f":{guess}")), None) if guess else None
-        elif difflib.get_close_matches(namespace, list(known), n=1, cutoff=0.7):
+        elif difflib.get_close_matches(namespace, list(known), n=1, cutoff=0.6):
             guess_full = _closest(full_key, everything)
         else:
             continue  # another provider's namespace: not ours to judge

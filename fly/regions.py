@@ -33,6 +33,8 @@ def region_problem(value: object) -> str | None:
     code = value.strip().lower()
     if code in REGIONS and code == value:
         return None
+    if code in REGIONS and value.strip() != value:
+        return f"has spaces around it; use {code!r}"
     if code in REGIONS:
         return f"is written {value!r}; Fly region codes are lowercase: use {code!r}"
     hint = suggest_region(value) or f" (Fly's regions: {', '.join(REGIONS)})"

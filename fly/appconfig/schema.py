@@ -138,7 +138,8 @@ class Mount(_Section):
     @model_validator(mode="after")
     def _absolute(self) -> Mount:
         if not self.destination.startswith("/"):
-            raise BadValue(f"{self.destination!r} is not an absolute path", 'use a path such as "/data"', ("destination",))
+            raise BadValue(f"{self.destination!r} is not an absolute path", 'use a path such as "/data"',
+                           ("destination",))
         return self
 
 
@@ -267,8 +268,8 @@ class FlyToml(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> FlyToml:
         if self.primary_region is not None and (problem := region_problem(self.primary_region)):
-            raise BadValue(f"{self.primary_region!r} {problem}", "set primary_region to a Fly region code such as \"syd\"",
-                           ("primary_region",))
+            raise BadValue(f"{self.primary_region!r} {problem}",
+                           'set primary_region to a Fly region code such as "syd"', ("primary_region",))
         if self.kill_signal is not None and self.kill_signal not in SIGNALS:
             raise BadValue(f"{self.kill_signal!r} is not a stop signal", f"use one of {', '.join(SIGNALS)}",
                        ("kill_signal",))
