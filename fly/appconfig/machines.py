@@ -29,7 +29,32 @@ def _guest(toml: FlyToml, compute: Compute | None) -> dict[str, Any]:
                                                           "gpus", "kernel_args", "host_dedication_id",
                                                           "persist_rootfs"})))
     host = (compute.host_dedication_id if compute else None) or toml.host_dedication_id
+    if compute is not None:
+        _check_memory(toml, compute, guest)
     return {**guest, "host_dedication_id": host} if host else guest
+
+
+# fly-go machine_types.go: memory per CPU, by CPU kind (flyctl `machine run/update` and `scale vm`
+# refuse what the Machines API would refuse, before any call; so do we).
+MEMORY_MB_PER_CPU = {"shared": (256, 2048), "performance": (2048, 8192)}
+
+
+def _check_memory(toml: FlyToml, compute: Compute, guest: dict[str, Any]) -> None:
+    limits = MEMORY_MB_PER_CPU.get(str(guest.get("cpu_kind")))
+    cpus, memory = int(guest.get("cpus") or 1), int(guest.get("memory_mb") or 0)
+    if limits is None or not memory:
+        return
+    index = next((i for i, c in enumerate(toml.vm) if c is compute), None)
+    section = f"vm[{index}]" if index is not None else "deploy.release_command_vm"
+    key = f"{section}.memory" if compute.memory else f"{section}.memory_mb" if compute.memory_mb else section
+    low, high = cpus * limits[0], cpus * limits[1]
+    what = f"{cpus} {guest['cpu_kind']} CPU{'s' if cpus > 1 else ''}"
+    if not low <= memory <= high:
+        raise toml.error(key, f"{memory} MB is {'not enough' if memory < low else 'too much'} memory for {what}",
+                         f"use between {low} and {high} MB (e.g. \"{low}mb\"), or a bigger size")
+    if memory % 256:
+        raise toml.error(key, f"{memory} MB is not a multiple of 256 MB", f"use {memory - memory % 256 or 256} or "
+                         f"{memory - memory % 256 + 256} MB")
 
 
 def _compute_for(toml: FlyToml, group: str) -> Compute | None:
