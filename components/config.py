@@ -385,13 +385,6 @@ def parse_slice_config(raw: dict[str, Any], stack: str) -> SliceConfig:
     return parse_stack_config({f"{PROJECT_NAMESPACE}:{k}": v for k, v in raw.items()}, stack).slice
 
 
-def parse_fly_endpoint(raw: dict[str, Any]) -> FlyEndpoint:
-    values = {f"{FLY_NAMESPACE}:{k}": v for k, v in raw.items()}
-    minimal = {f"{PROJECT_NAMESPACE}:org": "o", f"{PROJECT_NAMESPACE}:primaryRegion": "syd",
-               f"{PROJECT_NAMESPACE}:domain": "a.example.com"}
-    return parse_stack_config({**minimal, **values}, "local").endpoint
-
-
 class SliceSecrets:
     """Secret config, as Pulumi secrets (never plain values in this program)."""
 

@@ -507,3 +507,25 @@ def test_generated_configs_validate_against_openapi_schema(web):
     assert _errors(schema, {"image": "i", "guest": {"cpus": "two"}})
     assert _errors(schema, {"image": "i", "restart": {"policy": "no", "max_retry": 1}})
     assert _mini_errors(schema, {"image": "i", "services": [{"autostop": "sometimes"}]}, schema)
+
+
+def test_package_exports_import_on_many_threads_at_once():
+    # The provider process unpickles on several threads; each export must import without the
+    # package importing its own submodules (the cycle Python's import locks report as a deadlock).
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, importlib\n"
+        "names = ['FlyToml', 'FlyTomlError', 'load_fly_toml', 'parse_fly_toml', 'machine_config',\n"
+        "         'release_command_config', 'auto_stop_mode', 'release_exit_code']\n"
+        "mods = ['fly.appconfig.machines', 'fly.appconfig.parse', 'fly.appconfig.schema', 'fly.appconfig.values']\n"
+        "def get(i):\n"
+        "    if i % 2: importlib.import_module(mods[i % len(mods)])\n"
+        "    getattr(importlib.import_module('fly.appconfig'), names[i % len(names)])\n"
+        "threads = [threading.Thread(target=get, args=(i,)) for i in range(32)]\n"
+        "[t.start() for t in threads]; [t.join(20) for t in threads]\n"
+        "assert not any(t.is_alive() for t in threads)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
