@@ -520,12 +520,16 @@ def test_package_exports_import_on_many_threads_at_once():
         "names = ['FlyToml', 'FlyTomlError', 'load_fly_toml', 'parse_fly_toml', 'machine_config',\n"
         "         'release_command_config', 'auto_stop_mode', 'release_exit_code']\n"
         "mods = ['fly.appconfig.machines', 'fly.appconfig.parse', 'fly.appconfig.schema', 'fly.appconfig.values']\n"
+        "errors = []\n"
         "def get(i):\n"
-        "    if i % 2: importlib.import_module(mods[i % len(mods)])\n"
-        "    getattr(importlib.import_module('fly.appconfig'), names[i % len(names)])\n"
+        "    try:\n"
+        "        if i % 2: importlib.import_module(mods[i % len(mods)])\n"
+        "        getattr(importlib.import_module('fly.appconfig'), names[i % len(names)])\n"
+        "    except BaseException as exc:\n"
+        "        errors.append(exc)\n"
         "threads = [threading.Thread(target=get, args=(i,)) for i in range(32)]\n"
         "[t.start() for t in threads]; [t.join(20) for t in threads]\n"
-        "assert not any(t.is_alive() for t in threads)\n"
+        "assert not any(t.is_alive() for t in threads) and not errors, errors\n"
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
