@@ -61,3 +61,17 @@ def test_a_stack_image_replaces_a_missing_build_image(tmp_path: Path) -> None:
     case = next(c for c in TOMLS if c.id == "exec-image-missing")
     config = parse_stack_config({**GOOD, "artifact-slice:execImage": "registry.fly.io/exec:1"}, "org1").slice
     preflight(config, _deploy_dir(tmp_path, case))
+
+
+def test_a_missing_toml_is_named(tmp_path: Path, config) -> None:
+    deploy = _deploy_dir(tmp_path)
+    (deploy / "fly.exec.toml").unlink()
+    message = str(pytest.raises(DeployConfigError, preflight, config, deploy).value)
+    assert message.startswith("deploy/fly.exec.toml: cannot read the file (No such file or directory)")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path, config) -> None:
+    deploy = _deploy_dir(tmp_path)
+    path = deploy / "fly.router.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    preflight(config, deploy)

@@ -84,7 +84,7 @@ def load_fly_toml(path: str | Path, *, source: str | None = None) -> FlyToml:
         raise FlyTomlError(name, None, f"cannot read the file ({exc.strerror or exc})",
                            "check the path to fly.toml") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # an editor's byte order mark is not a mistake
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise FlyTomlError(name, None, f"is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
