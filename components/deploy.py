@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fly.appconfig import FlyToml, FlyTomlError, auto_stop_mode, load_fly_toml, machine_config, release_command_config
 
-from .config import SliceConfig, image_problem
+from .config import SliceConfig, image_problem, looks_secret
 
 # Not resolved: a project directory whose components/ is a symlink still reads its own deploy/.
 DEPLOY_DIR = Path(__file__).absolute().parent.parent / "deploy"
@@ -53,6 +53,11 @@ def _image(config: SliceConfig, service: str, deploy_dir: Path) -> str:
 
 def _check(config: SliceConfig, service: str, deploy_dir: Path) -> None:
     toml = fly_toml(service, deploy_dir)
+    for name, value in toml.env.items():  # [env] lands in plain text in the machine config and the state
+        if looks_secret(value):
+            raise toml.error(f"env.{name}", "holds what looks like a credential, in plain text",
+                             "remove it from the file; secrets reach the machines as Fly secrets from secret stack "
+                             "config (`pulumi config set --secret artifact-slice:clerkSecretKey <value>`)")
     image = _image(config, service, deploy_dir)
     env = {"PRIMARY_REGION": config.primary_region}
     if service == "nfs":

@@ -47,6 +47,7 @@ def test_bad_toml_is_refused_naming_file_and_line(tmp_path: Path, config, case: 
     for words in case.expect:
         assert words in message, message
     assert "Fix: " in message
+    assert "sk_live_" not in message  # a credential is never repeated
 
 
 def test_problems_in_several_files_are_reported_together(tmp_path: Path, config) -> None:

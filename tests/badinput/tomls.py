@@ -82,6 +82,8 @@ TOMLS: list[BadToml] = [
        "primary_region", "is not a Fly region", 'such as "syd"'),
     _t("router-env-table", "router", append('\n[env.NESTED]\n  A = "b"\n'), "[env.NESTED]",
        "env.NESTED", "plain values", 'NESTED = "value"'),
+    _t("router-secret-in-env", "router", replace('LOG_LEVEL = "info"', 'CLERK_SECRET_KEY = "sk_' 'live_0123456789abcdef"'),
+       "CLERK_SECRET_KEY", "env.CLERK_SECRET_KEY", "looks like a credential", "pulumi config set --secret"),
     _t("exec-vm-size", "exec", replace('size = "shared-cpu-2x"', 'size = "shared-cpu-3x"'), "shared-cpu-3x",
        "vm[0].size", "is not a Fly machine size", "shared-cpu-2x"),
     _t("exec-memory", "exec", replace('memory = "1gb"', 'memory = "lots"'), '"lots"',
