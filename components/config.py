@@ -304,7 +304,7 @@ class StackConfig:
     warnings: list[str] = field(default_factory=list)
 
 
-def _unknown_keys(values: dict[str, Any]) -> list[str]:
+def _unknown_keys(values: dict[str, Any], secret_keys: set[str]) -> list[str]:
     project = [*SliceConfig.keys().values(), *SECRET_KEYS]
     known = {PROJECT_NAMESPACE: project, FLY_NAMESPACE: list(FLY_KEYS)}
     everything = [f"{ns}:{k}" for ns, keys in known.items() for k in keys]
@@ -320,7 +320,9 @@ def _unknown_keys(values: dict[str, Any]) -> list[str]:
             guess_full = _closest(full_key, everything)
         else:
             continue  # another provider's namespace: not ours to judge
-        hint = f"; did you mean {guess_full}? (`pulumi config mv {full_key} {guess_full}`)" if guess_full else (
+        secret = " --secret" if full_key in secret_keys or guess_full in MUST_BE_SECRET | SHOULD_BE_SECRET else ""
+        hint = (f"; did you mean {guess_full}? Rename it: `pulumi config rm {full_key}` then "
+                f"`pulumi config set{secret} {guess_full} <value>`") if guess_full else (
             f"; remove it with `pulumi config rm {full_key}`")
         problems.append(f"{full_key}: is not a known setting{hint}")
     return problems
@@ -355,7 +357,7 @@ def parse_stack_config(values: dict[str, Any], stack: str, secret_keys: set[str]
     """Validate the stack's config as the engine hands it over: full keys (``artifact-slice:org``,
     ``fly:apiBaseUrl``) to string values, and the set of keys that are secrets. Every problem is
     collected; one ConfigError reports them all on one line."""
-    problems = _unknown_keys(values)
+    problems = _unknown_keys(values, set(secret_keys))
     secret_errors, warnings = _secret_problems(values, set(secret_keys))
     problems += secret_errors
     project = {k.partition(":")[2]: v for k, v in values.items()

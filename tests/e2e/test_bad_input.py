@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 CONFIG_SAMPLE = ["region-city-name", "org-300-chars", "domain-leading-dash", "fly-key-typo", "clerk-secret-plain",
                  "image-space"]
-TOML_SAMPLE = ["two-mounts", "invalid-utf8", "nfs-file-missing"]
+TOML_SAMPLE = ["two-mounts", "invalid-utf8", "nfs-file-missing", "worker-check-name-list"]
 
 
 def _preview_fails(s, flysim) -> str:
@@ -54,6 +54,7 @@ def test_bad_toml_fails_the_preview_before_any_call(tmp_path: Path, pulumi_bin: 
     shutil.copytree(DEPLOY, deploy)
     (deploy / f"fly.{case.service}.toml").write_bytes(case.text())
     output = _preview_fails(s, flysim)
-    assert f"{case.file}:{case.line()}: " in output, output
+    line = case.line()
+    assert (f"{case.file}:{line}: " if line else f"{case.file}: ") in output, output
     for words in case.expect:
         assert words in output, output
