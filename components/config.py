@@ -11,11 +11,11 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 from urllib.parse import urlsplit
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from fly.regions import region_problem
 
@@ -155,12 +155,13 @@ def image_problem(value: str) -> str | None:
     return None
 
 
-def _checked(problem_of: Callable[[str], str | None]) -> Callable[[Any, Any], Any]:
-    def check(cls: Any, value: Any) -> Any:
-        if value is not None and (problem := problem_of(value)):
+def _valid(problem_of: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic check from a function that returns the problem in words (or None)."""
+    def check(value: str) -> str:
+        if problem := problem_of(value):
             raise ValueError(problem)
         return value
-    return check
+    return AfterValidator(check)
 
 
 def _org_problem(value: str) -> str | None:
@@ -168,7 +169,7 @@ def _org_problem(value: str) -> str | None:
         return "is empty; set the slug of your Fly organization (`fly orgs list` shows it)"
     if len(value) > 63:
         return f"is {len(value)} characters long; a Fly organization slug has at most 63 (`fly orgs list` shows it)"
-    if value != value.lower():
+    if value != value.lower() and _LABEL.match(value.lower()):
         return f"has capital letters; organization slugs are lowercase: use {value.lower()!r} if that is it"
     if not _LABEL.match(value):
         return ("is not an organization slug: use lowercase letters, digits and '-', starting and ending with a "
@@ -191,12 +192,13 @@ def _region_check(value: str) -> str | None:
     return f"{problem}; set one with `pulumi config set {PROJECT_NAMESPACE}:primaryRegion <code>`" if problem else None
 
 
+Image = Annotated[str, _valid(image_problem)]
+
+
 class FlyEndpoint(BaseModel):
     model_config = ConfigDict(frozen=True)
-    api_base_url: str | None = Field(default=None, alias="apiBaseUrl")
-    flaps_base_url: str | None = Field(default=None, alias="flapsBaseUrl")
-
-    _url = field_validator("api_base_url", "flaps_base_url")(classmethod(_checked(url_problem)))
+    api_base_url: Annotated[str, _valid(url_problem)] | None = Field(default=None, alias="apiBaseUrl")
+    flaps_base_url: Annotated[str, _valid(url_problem)] | None = Field(default=None, alias="flapsBaseUrl")
 
 
 class SliceConfig(BaseModel):
@@ -204,30 +206,23 @@ class SliceConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    org: str = Field(description="the Fly organization slug")
-    prefix: str
-    primary_region: str = Field(alias="primaryRegion")
+    org: Annotated[str, _valid(_org_problem)] = Field(description="the Fly organization slug")
+    prefix: Annotated[str, _valid(_prefix_problem)]
+    primary_region: Annotated[str, _valid(_region_check)] = Field(alias="primaryRegion")
     nfs_volume_size_gb: int = Field(default=10, alias="nfsVolumeSizeGb", ge=1, le=500)
     protect_volumes: bool = Field(default=True, alias="protectVolumes")
     create_org: bool = Field(default=False, alias="createOrg")
-    domain: str
+    domain: Annotated[str, _valid(hostname_problem)]
     token_expiry_hours: int = Field(default=8760, alias="tokenExpiryHours", ge=1, le=87600)
     validate_in_up: bool = Field(default=True, alias="validateInUp")
     nfs_gate_timeout: int = Field(default=180, alias="nfsGateTimeoutSeconds", ge=5, le=3600)
     # Image references; unset ones come from the [build] image of the service's fly.toml.
-    nfs_image: str | None = Field(default=None, alias="nfsImage")
-    router_image: str | None = Field(default=None, alias="routerImage")
-    exec_image: str | None = Field(default=None, alias="execImage")
-    worker_image: str | None = Field(default=None, alias="workerImage")
-    basic_image: str | None = Field(default=None, alias="basicImage")
-    coder_image: str | None = Field(default=None, alias="coderImage")
-
-    _org = field_validator("org")(classmethod(_checked(_org_problem)))
-    _prefix = field_validator("prefix")(classmethod(_checked(_prefix_problem)))
-    _region = field_validator("primary_region")(classmethod(_checked(_region_check)))
-    _domain = field_validator("domain")(classmethod(_checked(hostname_problem)))
-    _image = field_validator("nfs_image", "router_image", "exec_image", "worker_image", "basic_image",
-                             "coder_image")(classmethod(_checked(image_problem)))
+    nfs_image: Image | None = Field(default=None, alias="nfsImage")
+    router_image: Image | None = Field(default=None, alias="routerImage")
+    exec_image: Image | None = Field(default=None, alias="execImage")
+    worker_image: Image | None = Field(default=None, alias="workerImage")
+    basic_image: Image | None = Field(default=None, alias="basicImage")
+    coder_image: Image | None = Field(default=None, alias="coderImage")
 
     @classmethod
     def keys(cls) -> dict[str, str]:

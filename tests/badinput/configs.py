@@ -47,7 +47,8 @@ CONFIGS: list[BadConfig] = [
     _c("region-list", {f"{NS}:primaryRegion": "syd,fra"}, f"{NS}:primaryRegion", "is not a Fly region"),
     # org
     _c("org-300-chars", {f"{NS}:org": "o" * 300}, f"{NS}:org", "300 characters", "at most 63"),
-    _c("org-display-name", {f"{NS}:org": "Acme Corp"}, f"{NS}:org", "capital letters"),
+    _c("org-display-name", {f"{NS}:org": "Acme Corp"}, f"{NS}:org", "not an organization slug", "not the display name"),
+    _c("org-capitals", {f"{NS}:org": "ACME"}, f"{NS}:org", "capital letters", "use 'acme'"),
     _c("org-space", {f"{NS}:org": "acme corp"}, f"{NS}:org", "not an organization slug", "fly orgs list"),
     _c("org-underscore", {f"{NS}:org": "acme_corp"}, f"{NS}:org", "lowercase letters, digits and '-'"),
     _c("org-leading-dash", {f"{NS}:org": "-acme"}, f"{NS}:org", "starting and ending with a letter or digit"),
