@@ -336,13 +336,19 @@ def _secret_problems(values: dict[str, Any], secret_keys: set[str]) -> tuple[lis
         elif looks_secret(value):
             errors.append(f"{full_key}: holds what looks like a credential, in plain text; if it belongs there, {fix}; "
                           f"otherwise remove it with `pulumi config rm {full_key}`")
-    for key, prefix, other in (("clerkSecretKey", "sk_", "clerkPublishableKey"),
-                               ("clerkPublishableKey", "pk_", "clerkSecretKey")):
-        value = values.get(f"{PROJECT_NAMESPACE}:{key}")
-        if isinstance(value, str) and not value.startswith(prefix):
-            swapped = " (it looks like the other key: are the two swapped?)" if value.startswith(("sk_", "pk_")) else ""
-            errors.append(f"{PROJECT_NAMESPACE}:{key}: is not a Clerk {key[5:].replace('Key', '').lower()} key, "
-                          f"which starts with {prefix}live_ or {prefix}test_{swapped}; set the right one with "
+    for full_key in sorted(MUST_BE_SECRET | SHOULD_BE_SECRET):
+        value = values.get(full_key)
+        if isinstance(value, str) and (not value.strip() or value != value.strip()):
+            what = "is empty" if not value.strip() else "has spaces or a line break around it"
+            errors.append(f"{full_key}: {what}; set it again: `printf '%s' \"$VALUE\" | pulumi config set --secret "
+                          f"{full_key}`")
+    for key, kind, prefix, other in (("clerkSecretKey", "secret", "sk_", "pk_"),
+                                     ("clerkPublishableKey", "publishable", "pk_", "sk_")):
+        value = (values.get(f"{PROJECT_NAMESPACE}:{key}") or "").strip()
+        if value and not value.startswith(prefix):
+            swapped = " (it looks like the other Clerk key: are the two swapped?)" if value.startswith(other) else ""
+            errors.append(f"{PROJECT_NAMESPACE}:{key}: is not a Clerk {kind} key, which starts with {prefix}live_ or "
+                          f"{prefix}test_{swapped}; set the right one with "
                           f"`pulumi config set --secret {PROJECT_NAMESPACE}:{key} <value>` (Clerk dashboard, API keys)")
     return errors, warnings
 

@@ -170,6 +170,11 @@ CONFIGS: list[BadConfig] = [
        secret=(f"{NS}:clerkSecretKey", f"{NS}:clerkPublishableKey"), hidden="sk_" "live_abcdefghijklmnop1234"),
     _c("clerk-secret-not-a-key", {f"{NS}:clerkSecretKey": "changeme"}, f"{NS}:clerkSecretKey",
        "is not a Clerk secret key", secret=(f"{NS}:clerkSecretKey",), hidden="changeme"),
+    _c("fly-token-trailing-newline", {"fly:apiToken": "FlyV1 fm" "2_abcdefghijklmnopqrstu\n"}, "fly:apiToken",
+       "line break", "pulumi config set --secret fly:apiToken", secret=("fly:apiToken",), hidden="fm" "2_abcdefghij"),
+    _c("fly-token-empty", {"fly:apiToken": ""}, "fly:apiToken", "is empty", secret=("fly:apiToken",)),
+    _c("clerk-secret-empty", {f"{NS}:clerkSecretKey": " "}, f"{NS}:clerkSecretKey", "is empty",
+       secret=(f"{NS}:clerkSecretKey",)),
     # several at once: all reported together
     _c("several", {f"{NS}:org": "Org 1", f"{NS}:primaryRegion": "sydney", f"{NS}:domain": "x"},
        f"{NS}:org", f"{NS}:primaryRegion", f"{NS}:domain"),
