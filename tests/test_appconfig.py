@@ -533,3 +533,23 @@ def test_package_exports_import_on_many_threads_at_once():
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+def test_every_issue_names_its_line_on_one_line():
+    text = ('app = "x"\n'
+            '[[services]]\n  internal_port = 80\n  [[services.ports]]\n    port = 1\n'
+            '[[services]]\n  internal_port = 81\n  [[services.ports]]\n    port = "x"\n'
+            '[http_service]\n  internal_port = "y"\n')
+    with pytest.raises(FlyTomlError) as err:
+        parse_fly_toml(text, source="fly.toml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert err.value.issues[0][0] == "http_service.internal_port" and err.value.line == 11
+    assert "; also line 9: services[1].ports[0].port: 'x' is not a port number" in message
+
+
+def test_a_near_miss_key_is_refused_but_unknown_keys_are_kept():
+    with pytest.raises(FlyTomlError) as err:
+        parse_fly_toml('[[vm]]\n  memroy = "1gb"\n')
+    assert err.value.key == "vm[0].memroy" and err.value.line == 2 and "did you mean 'memory'" in str(err.value)
+    assert parse_fly_toml('console_command = "/bin/sh"\n[experimental]\n  auto_rollback = true\n')
