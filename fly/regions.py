@@ -1,9 +1,10 @@
 """Fly.io's regions, to check a region before any API call (a typo would otherwise surface as an API
 400 after other resources were already created).
 
-Source: the region table of https://fly.io/docs/reference/regions/ (the 35 regions that page and
-``fly platform regions`` listed in 2024; the same codes as the GraphQL ``platform { regions { code } }``
-answer). Fly adds regions rarely; a new one missing here is refused with a message that says so.
+Source: the region table of https://fly.io/docs/reference/regions/ (35 regions, as listed in 2024).
+The live list is `fly platform regions`, i.e. the Machines API's ``GET /v1/platform/regions``, which
+also marks deprecated regions; a region added since is refused here with the whole list in the
+message, and this table is the one place to update.
 """
 
 from __future__ import annotations
