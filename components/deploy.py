@@ -27,13 +27,17 @@ class DeployConfigError(ValueError):
     """deploy/fly.*.toml that cannot become the slice's machines; one line naming each file and line."""
 
 
-@lru_cache(maxsize=None)
-def fly_toml(service: str, deploy_dir: Path = DEPLOY_DIR) -> FlyToml:
+def fly_toml(service: str, deploy_dir: Path | None = None) -> FlyToml:
     """Parsed and validated once per program; messages name it as deploy/fly.<service>.toml."""
+    return _load(service, deploy_dir or DEPLOY_DIR)
+
+
+@lru_cache(maxsize=None)
+def _load(service: str, deploy_dir: Path) -> FlyToml:
     return load_fly_toml(deploy_dir / f"fly.{service}.toml", source=f"deploy/fly.{service}.toml")
 
 
-def default_image(service: str, deploy_dir: Path = DEPLOY_DIR) -> str:
+def default_image(service: str, deploy_dir: Path | None = None) -> str:
     toml = fly_toml(service, deploy_dir)
     image = toml.build.image if toml.build else None
     key = f"artifact-slice:{SERVICES.get(service, 'image')}"
@@ -46,12 +50,12 @@ def default_image(service: str, deploy_dir: Path = DEPLOY_DIR) -> str:
     return image
 
 
-def _image(config: SliceConfig, service: str, deploy_dir: Path) -> str:
+def _image(config: SliceConfig, service: str, deploy_dir: Path | None) -> str:
     field = {alias: name for name, alias in SliceConfig.keys().items()}[SERVICES[service]]
     return getattr(config, field) or default_image(service, deploy_dir)
 
 
-def _check(config: SliceConfig, service: str, deploy_dir: Path) -> None:
+def _check(config: SliceConfig, service: str, deploy_dir: Path | None) -> None:
     toml = fly_toml(service, deploy_dir)
     for name, value in toml.env.items():  # [env] lands in plain text in the machine config and the state
         if looks_secret(value):
@@ -79,7 +83,7 @@ def _check(config: SliceConfig, service: str, deploy_dir: Path) -> None:
         machine_config(toml, image=image, env=env)
 
 
-def preflight(config: SliceConfig, deploy_dir: Path = DEPLOY_DIR) -> None:
+def preflight(config: SliceConfig, deploy_dir: Path | None = None) -> None:
     """Every service's fly.toml read and turned into the machine config the slice will send; all
     problems reported together, one line, each naming its file and line."""
     problems: list[str] = []
