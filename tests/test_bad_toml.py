@@ -76,3 +76,51 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path, config) -> None:
     path = deploy / "fly.router.toml"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     preflight(config, deploy)
+
+
+def _mutations(data: bytes, rng) -> bytes:
+    lines = data.split(b"\n")
+    kind = rng.randrange(4)
+    i = rng.randrange(len(lines))
+    if kind == 0:  # drop a line
+        del lines[i]
+    elif kind == 1:  # duplicate a line elsewhere
+        lines.insert(rng.randrange(len(lines)), lines[i])
+    elif kind == 2:  # swap a value for another shape
+        if b"=" in lines[i]:
+            key = lines[i].split(b"=", 1)[0]
+            lines[i] = key + b"= " + rng.choice([b"1", b"-1", b'"x"', b"true", b"[]", b"{}", b'["a", 1]', b"1.5",
+                                                 b'"1gb"', b'"10s"', b"{ a = 1 }"])
+    else:  # corrupt a byte
+        line = bytearray(lines[i] or b" ")
+        line[rng.randrange(len(line))] = rng.randrange(256)
+        lines[i] = bytes(line)
+    return b"\n".join(lines)
+
+
+def test_no_mutation_of_a_deploy_toml_escapes_as_anything_but_a_message(tmp_path: Path, config) -> None:
+    """Random edits of the real files (seeded, so a failure replays): each one is accepted or refused
+    with a DeployConfigError naming its file, never another exception."""
+    import random
+
+    from components.deploy import _load
+
+    rng = random.Random(20261122)
+    deploy = _deploy_dir(tmp_path)
+    refused = 0
+    originals = {p.name: p.read_bytes() for p in deploy.glob("fly.*.toml")}
+    for round_ in range(300):
+        name = sorted(originals)[round_ % len(originals)]
+        data = originals[name]
+        for _ in range(rng.randrange(1, 4)):
+            data = _mutations(data, rng)
+        (deploy / name).write_bytes(data)
+        _load.cache_clear()  # the program reads each file once; here each round is a new program
+        try:
+            preflight(config, deploy)
+        except DeployConfigError as exc:
+            refused += 1
+            assert str(exc).startswith(f"deploy/{name}") and "\n" not in str(exc), (round_, str(exc))
+        finally:
+            (deploy / name).write_bytes(originals[name])
+    assert 100 < refused < 300  # most edits break something; some (a dropped comment) do not
