@@ -75,3 +75,21 @@ def test_good_images_pass(image: str) -> None:
                                  "http://[::1]:4280"])
 def test_local_and_ip_urls_pass(url: str) -> None:
     assert parse_stack_config({**GOOD, "fly:apiBaseUrl": url}, "org1").endpoint.api_base_url == url
+
+
+NASTY = ["", " ", "\n", "\t\x00", "é" * 3, "💥", "a" * 5000, "-", ".", "..", "/", "://", "0", "-1", "1e9", "NaN",
+         "true", "null", "[]", "{}", '{"a": 1}', "${HOME}", "$(id)", "'; DROP", "https://", "http://[::1", "a\nb",
+         "FlyV1 fm2_" + "x" * 30, "sk_live_" + "y" * 24]
+
+
+@pytest.mark.parametrize("key", sorted({*GOOD, "artifact-slice:nfsVolumeSizeGb", "artifact-slice:protectVolumes",
+                                        "artifact-slice:routerImage", "artifact-slice:prefix",
+                                        "artifact-slice:tokenExpiryHours", "fly:apiToken"}))
+def test_any_value_of_any_key_is_accepted_or_refused_in_one_line(key: str) -> None:
+    for value in NASTY:
+        try:
+            parse_stack_config({**GOOD, key: value}, "org1")
+        except ConfigError as exc:
+            message = str(exc)
+            assert "\n" not in message and key in message, (value, message)
+            assert "x" * 30 not in message and "y" * 24 not in message and "a" * 50 not in message, message
