@@ -105,3 +105,16 @@ def test_a_machine_that_crashes_on_boot_is_reported_as_crashed(flysim) -> None:
         MachineProvider().create({"app": "crash-app", "name": "crash-0", "region": "syd",
                                   "config": {"image": "img:1", "restart": {"policy": "no"}}, "wait_timeout": 120, **c})
     assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs -a crash-app" in str(exc.value)
+
+
+def test_a_failing_release_command_is_a_typed_error(flysim) -> None:
+    from fly import FlyReleaseCommandFailed
+    from fly.providers import ReleaseCommandProvider
+
+    c = conn(flysim)
+    AppProvider().create({"name": "rel-app", "org_slug": "personal", **c})
+    config = {"image": "registry.fly.io/artifact-host-basic:broken-release", "restart": {"policy": "no"},
+              "auto_destroy": True, "metadata": {"fly_process_group": "fly_app_release_command"}}
+    with pytest.raises(FlyReleaseCommandFailed) as exc:
+        ReleaseCommandProvider().create({"app": "rel-app", "region": "syd", "config": config, **c})
+    assert exc.value.exit_code == 3 and "release command of app rel-app failed with exit code 3" in str(exc.value)
