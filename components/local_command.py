@@ -55,7 +55,7 @@ def _redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-class LocalCommand(pulumi.dynamic.Resource):
+class LocalCommand(pulumi.dynamic.Resource, module="artifact", name="LocalCommand"):
     stdout: pulumi.Output[str]
     stderr: pulumi.Output[str]
 
@@ -64,6 +64,8 @@ class LocalCommand(pulumi.dynamic.Resource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         props = {"create": create, "environment": pulumi.Output.secret(environment or {}), "triggers": triggers or [],
                  "dir": None, "timeout": timeout, "stdout": None, "stderr": None}
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["environment"])
+        # Typed as pulumi-python:dynamic/artifact:LocalCommand; stacks made before that know it untyped.
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["environment"],
+                                        aliases=[pulumi.Alias(type_="pulumi-python:dynamic:Resource")])
         super().__init__(LocalCommandProvider(), resource_name, props,
                          pulumi.ResourceOptions.merge(opts, secret) if opts else secret)

@@ -1,15 +1,15 @@
-"""The client rides out 429s, 5xx and lost responses without duplicating anything, and no token ever
-shows up in logs, exceptions or reprs while it does."""
+"""The client rides out 429s (on a time budget, saying what it waits for), 5xx and lost connections; the
+providers adopt what a lost answer or a crash created instead of duplicating it, the org token included;
+and no token ever shows up in logs, exceptions or reprs while they do."""
 
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 
 from fly import FlyClient, FlyConnection, FlyRateLimited, FlyServerError, RetryPolicy
-from fly.client import _WaitRetryAfter
+from fly.providers import AppProvider, MachineProvider, OrgTokenProvider, VolumeProvider
 
 FAST = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, attempts=10)
 
@@ -20,20 +20,20 @@ def client_for(flysim, retry: RetryPolicy = FAST) -> FlyClient:
     return FlyClient(connection, retry=retry)
 
 
+def conn(flysim) -> dict:
+    return {"fly_api": {"api_base_url": flysim.url, "flaps_base_url": flysim.url}, "fly_token": flysim.token}
+
+
 def live_machines(flysim, app: str) -> list[dict]:
     return [m for a in flysim.state()["apps"] if a["name"] == app for m in a["machines"] if m["state"] != "destroyed"]
 
 
-def test_retry_after_is_honoured_over_backoff() -> None:
-    wait = _WaitRetryAfter(initial=0.01, maximum=0.05)
-    exc = FlyRateLimited(status_code=429, method="GET", path="/x", retry_after=3)
-    outcome = SimpleNamespace(exception=lambda: exc)
-    assert wait(SimpleNamespace(outcome=outcome, attempt_number=1, idle_for=0, seconds_since_start=0,
-                                upcoming_sleep=0, retry_object=None, fn=None, args=(), kwargs={},
-                                next_action=None, start_time=0)) >= 3
+def live_tokens(flysim, name: str) -> list[dict]:
+    return [t for t in flysim.state().get("tokens", []) if t.get("name") == name and not t.get("revoked")]
 
 
-def test_burst_of_429_and_503_on_reads_is_ridden_out(flysim) -> None:
+def test_burst_of_429_and_503_on_reads_is_ridden_out_saying_what_it_waits_for(flysim, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="fly")
     with client_for(flysim) as fly:
         fly.create_app("burst-app", "personal")
         flysim.add_fault(kind="status", status=429, retry_after=0, operation="Apps_show", count=3)
@@ -41,24 +41,61 @@ def test_burst_of_429_and_503_on_reads_is_ridden_out(flysim) -> None:
         assert fly.get_app("burst-app").name == "burst-app"
     statuses = [c["status"] for c in flysim.calls() if c["operation"] == "Apps_show"][-6:]
     assert sorted(statuses[:5]) == [429, 429, 429, 503, 503] and statuses[5] == 200
+    assert "waiting for Fly's app-get rate limit" in caplog.text
 
 
-def test_lost_create_responses_adopt_instead_of_duplicating(flysim) -> None:
+def test_a_rate_limited_create_is_retried_and_the_budget_names_the_limit(flysim) -> None:
     with client_for(flysim) as fly:
-        # The app create happens, but the answer is lost (503 after commit), then a 429 burst.
-        flysim.add_fault(kind="status", status=503, operation="Apps_create", count=1, after_commit=True)
-        fly.create_app("lost-app", "personal")
-        assert [a["name"] for a in flysim.state()["apps"]].count("lost-app") == 1
+        # Refused twice, then let through: one app, no error.
+        flysim.add_fault(kind="status", status=429, retry_after=0, operation="Apps_create", count=2)
+        fly.create_app("limited-app", "personal")
+        assert [a["name"] for a in flysim.state()["apps"]] == ["limited-app"]
+    flysim.add_fault(kind="status", status=429, retry_after=5, operation="Apps_create")
+    with client_for(flysim, RetryPolicy(rate_limit_budget=2)) as fly, pytest.raises(FlyRateLimited) as exc:
+        fly.create_app("never-app", "personal")
+    assert "Fly's app-create rate limit still refused" in str(exc.value)
+    assert "FLY_RATE_LIMIT_BUDGET_SECONDS" in str(exc.value)
 
-        flysim.add_fault(kind="status", status=429, retry_after=0, operation="Machines_create", count=2)
-        flysim.add_fault(kind="status", status=503, operation="Machines_create", count=2, after_commit=True)
-        machine = fly.create_machine("lost-app", {"image": "img:1"}, name="lost-0", region="syd")
-        assert [m["id"] for m in live_machines(flysim, "lost-app")] == [machine.id]
 
-        flysim.add_fault(kind="fail", operation="Volumes_create", count=1, after_commit=True)
-        volume = fly.create_volume("lost-app", name="data", region="syd", size_gb=1)
-        volumes = [v for a in flysim.state()["apps"] if a["name"] == "lost-app" for v in a["volumes"]]
-        assert [v["id"] for v in volumes] == [volume.id]
+def test_lost_create_answers_are_adopted_instead_of_duplicated(flysim) -> None:
+    c = conn(flysim)
+    # The create happens, the answer is lost: the provider tries again and adopts what the first one made.
+    flysim.add_fault(kind="status", status=503, operation="Apps_create", count=1, after_commit=True)
+    AppProvider().create({"name": "lost-app", "org_slug": "personal", **c})
+    assert [a["name"] for a in flysim.state()["apps"]].count("lost-app") == 1
+
+    flysim.add_fault(kind="status", status=429, retry_after=0, operation="Machines_create", count=2)
+    flysim.add_fault(kind="status", status=503, operation="Machines_create", count=2, after_commit=True)
+    machine = MachineProvider().create({"app": "lost-app", "name": "lost-0", "region": "syd",
+                                        "config": {"image": "img:1"}, **c})
+    assert [m["id"] for m in live_machines(flysim, "lost-app")] == [machine.id]
+
+    flysim.add_fault(kind="fail", operation="Volumes_create", count=1, after_commit=True)
+    volume = VolumeProvider().create({"app": "lost-app", "name": "data", "region": "syd", "size_gb": 1, **c})
+    volumes = [v for a in flysim.state()["apps"] if a["name"] == "lost-app" for v in a["volumes"]]
+    assert [v["id"] for v in volumes] == [volume.id]
+
+
+def test_a_token_minted_by_an_interrupted_run_is_revoked_and_none_outlives_destroy(flysim) -> None:
+    c = conn(flysim)
+    org_id = next(o["id"] for o in flysim.state()["orgs"] if o["slug"] == "personal")
+    props = {"org_id": org_id, "name": "slice-control-plane", "expiry": "24h", **c}
+    # A run mints the token and its answer is lost (503 after commit), as when it crashes right after.
+    flysim.add_fault(kind="status", status=503, operation="GraphQL", count=1, after_commit=True)
+    with client_for(flysim) as fly, pytest.raises(FlyServerError):
+        fly.create_org_token(org_id, "slice-control-plane", expiry="24h")
+    [orphan] = live_tokens(flysim, "slice-control-plane")
+
+    # The rerun: the orphan is revoked (its value is lost for good) and one token is minted.
+    created = OrgTokenProvider().create(props)
+    assert [t["id"] for t in live_tokens(flysim, "slice-control-plane")] == [created.id] != [orphan["id"]]
+    assert created.outs["token"]
+
+    # Another interrupted mint, then destroy: no live token of the slice is left.
+    with client_for(flysim) as fly:
+        fly.create_org_token(org_id, "slice-control-plane", expiry="24h")
+    OrgTokenProvider().delete(created.id, created.outs)
+    assert live_tokens(flysim, "slice-control-plane") == []
 
 
 def test_retries_give_up_with_the_last_error(flysim) -> None:
@@ -67,7 +104,7 @@ def test_retries_give_up_with_the_last_error(flysim) -> None:
         flysim.reset_rate_limits()
         flysim.add_fault(kind="status", status=503, operation="Apps_show")
         flysim.clear_calls()
-        with pytest.raises((FlyServerError, FlyRateLimited)) as exc:
+        with pytest.raises(FlyServerError) as exc:
             fly.get_app("down-app")
     calls = [c for c in flysim.calls() if c["operation"] == "Apps_show"]
     assert len(calls) == 3  # the policy's attempts, no more
@@ -78,10 +115,11 @@ def test_retries_give_up_with_the_last_error(flysim) -> None:
 def test_no_token_in_logs_errors_or_reprs_of_failing_calls(flysim, caplog) -> None:
     caplog.set_level(logging.DEBUG)  # httpx and httpcore log at DEBUG: headers must not leak there either
     seen: list[str] = []
-    with client_for(flysim, RetryPolicy(initial_backoff=0.01, max_backoff=0.02, attempts=2)) as fly:
+    with client_for(flysim, RetryPolicy(initial_backoff=0.01, max_backoff=0.02, attempts=2,
+                                        rate_limit_budget=0.5)) as fly:
         seen.append(repr(fly))
         fly.create_app("leak-app", "personal")
-        for spec in ({"kind": "status", "status": 503}, {"kind": "status", "status": 429, "retry_after": 0},
+        for spec in ({"kind": "status", "status": 503}, {"kind": "status", "status": 429, "retry_after": 1},
                      {"kind": "fail"}):
             flysim.clear_faults()
             flysim.add_fault(operation="Apps_show", **spec)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from fly.providers import AppProvider, MachineProvider, VolumeProvider
-from fly.providers.base import UNKNOWN
 
 
 def conn(flysim) -> dict:
@@ -18,9 +17,8 @@ def test_check_reports_bad_inputs_by_property() -> None:
     assert "app input name" in result.failures[0].reason
 
 
-def test_check_tolerates_unknowns_during_preview() -> None:
-    result = MachineProvider().check({}, {"app": UNKNOWN, "name": "m", "region": "syd", "config": UNKNOWN})
-    assert result.failures == []
+# Values unknown during preview are tested with what the engine really sends, through real previews:
+# tests/e2e/test_provider_layer.py.
 
 
 def test_volume_check_refuses_to_shrink() -> None:
@@ -65,10 +63,13 @@ def test_app_volume_machine_lifecycle(flysim) -> None:
     assert updated.outs["machine_id"] == machine.id
     assert updated.outs["instance_id"] != machine.outs["instance_id"]
 
-    # Creating the same machine again (a rerun after a crash) adopts it instead of duplicating.
+    # Creating the same machine again (a rerun after a crash) adopts it instead of duplicating: names are
+    # unique in an app, and the already_exists answer names the machine.
+    flysim.clear_calls()
     again = MachineProvider().create(m_props)
     assert again.id == machine.id
     assert len([m for a in flysim.state()["apps"] for m in a["machines"] if m["state"] != "destroyed"]) == 1
+    assert [c["operation"] for c in flysim.calls()][:1] == ["Machines_create"]  # no listing first
 
     MachineProvider().delete(machine.id, updated.outs)
     assert MachineProvider().read(machine.id, updated.outs).id == ""
@@ -84,3 +85,36 @@ def test_app_create_adopts_own_app_but_not_anothers(flysim) -> None:
     assert adopted.id == "dup-app"
     with pytest.raises(Exception, match="name_taken|taken"):
         AppProvider().create({"name": "dup-app", "org_slug": "other-org", "network": None, **c})
+
+
+def test_a_machine_started_costs_at_most_three_calls(flysim) -> None:
+    c = conn(flysim)
+    AppProvider().create({"name": "calls-app", "org_slug": "personal", **c})
+    flysim.clear_calls()
+    MachineProvider().create({"app": "calls-app", "name": "calls-0", "region": "syd", "config": {"image": "img:1"}, **c})
+    assert [x["operation"] for x in flysim.calls()] == ["Machines_create", "Machines_wait"]
+
+
+def test_a_machine_that_crashes_on_boot_is_reported_as_crashed(flysim) -> None:
+    from fly import FlyMachineCrashed
+
+    c = conn(flysim)
+    AppProvider().create({"name": "crash-app", "org_slug": "personal", **c})
+    flysim.add_fault(kind="crash_on_boot", app="crash-app")
+    with pytest.raises(FlyMachineCrashed) as exc:
+        MachineProvider().create({"app": "crash-app", "name": "crash-0", "region": "syd",
+                                  "config": {"image": "img:1", "restart": {"policy": "no"}}, "wait_timeout": 120, **c})
+    assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs -a crash-app" in str(exc.value)
+
+
+def test_a_failing_release_command_is_a_typed_error(flysim) -> None:
+    from fly import FlyReleaseCommandFailed
+    from fly.providers import ReleaseCommandProvider
+
+    c = conn(flysim)
+    AppProvider().create({"name": "rel-app", "org_slug": "personal", **c})
+    config = {"image": "registry.fly.io/artifact-host-basic:broken-release", "restart": {"policy": "no"},
+              "auto_destroy": True, "metadata": {"fly_process_group": "fly_app_release_command"}}
+    with pytest.raises(FlyReleaseCommandFailed) as exc:
+        ReleaseCommandProvider().create({"app": "rel-app", "region": "syd", "config": config, **c})
+    assert exc.value.exit_code == 3 and "release command of app rel-app failed with exit code 3" in str(exc.value)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..client import FlyClient
 from ..errors import FlyAlreadyExists, FlyNotFound
 from ..models import Machine as MachineModel
-from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, normal
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown, normal
 
 # How long one wait call may go without the machine starting before its events are read for a crash.
 CRASH_CHECK_SECONDS = 5
@@ -55,11 +55,14 @@ class MachineOutputs(ProviderOutputs):
     updated_at: str = ""
 
 
-def _mounted_volumes(props: dict[str, Any]) -> list[Any]:
+def _mounted_volumes(props: dict[str, Any]) -> Any:
     config = props.get("config")
-    mounts = config.get("mounts") if isinstance(config, dict) else None
-    return [m.get("volume") if isinstance(m, dict) else m for m in (mounts or [])] if isinstance(
-        mounts, list) else [mounts]
+    if not isinstance(config, dict):
+        return config  # unknown during preview
+    mounts = config.get("mounts") or []
+    if not isinstance(mounts, list):
+        return mounts
+    return [m.get("volume") if isinstance(m, dict) else m for m in mounts]
 
 
 class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
@@ -72,7 +75,10 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
     kind = "machine"
 
     def needs_replace(self, key: str, olds: dict[str, Any], news: dict[str, Any]) -> bool:
-        return key == "config" and _mounted_volumes(olds) != _mounted_volumes(news)
+        # Another volume mounted. A mount not known yet is a volume being made anew (a volume's id is known
+        # through its updates), and the engine asks this while planning a volume's delete-before-replace.
+        new_mounts = _mounted_volumes(news)
+        return key == "config" and (contains_unknown(new_mounts) or _mounted_volumes(olds) != new_mounts)
 
     def drifted(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
         # Refresh found it stopped (or crashed) though it should run: `up` starts it again.

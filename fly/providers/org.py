@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
 from ..client import FlyClient
@@ -27,13 +29,24 @@ class OrganizationOutputs(ProviderOutputs):
 
 class OrganizationProvider(FlyProvider[OrganizationInputs, OrganizationOutputs]):
     """Looks an org up by slug, or creates it where asked. Orgs outlive slices: delete forgets it
-    (removing an org is a billing decision, not a stack teardown). Another slug is another org: the
-    slice is replaced, app by app, in the new org (see README, "Changing a setting")."""
+    (removing an org is a billing decision, not a stack teardown). A slice does not move to another org
+    in place (app names are global on Fly and the data volume cannot follow): ``check`` refuses it and
+    says how to move."""
 
     Inputs, Outputs = OrganizationInputs, OrganizationOutputs
     replace_on = frozenset({"slug"})
     adoption = "an org is looked up by slug before it is ever created"
     kind = "organization"
+
+    def extra_checks(self, olds: dict[str, Any], news: dict[str, Any]) -> list[CheckFailure]:
+        old, new = olds.get("slug"), news.get("slug")
+        if not old or not isinstance(new, str) or old == new:  # check's olds: the inputs of the last up
+            return []
+        return [CheckFailure("slug", (
+            f"organization: this slice lives in org {old!r} and cannot move to {new!r} in place (Fly app names "
+            "are global and the NFS volume cannot follow). To move it: `pulumi destroy` this stack (with "
+            "artifact-slice:protectVolumes false, after copying the data off), then `pulumi config set "
+            f"artifact-slice:org {new}` and `pulumi up`; or set artifact-slice:org back to {old}"))]
 
     def create_resource(self, client: FlyClient, inputs: OrganizationInputs) -> tuple[str, OrganizationOutputs]:
         org = client.get_organization(inputs.slug)

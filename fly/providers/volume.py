@@ -37,6 +37,9 @@ class VolumeProvider(FlyProvider[VolumeInputs, VolumeOutputs]):
     Inputs, Outputs = VolumeInputs, VolumeOutputs
     replace_on = frozenset({"app", "name", "region", "encrypted"})
     settings_only = frozenset({"protect_data"})
+    # A new volume means new storage anyway: the old one (and the machine on it) goes first, so the app
+    # never holds two volumes of the name and nothing writes to the one about to go.
+    delete_before_replace = True
     adoption = ("volume names are not unique on Fly: an unattached volume of this name and region in the app "
                 "is the one a lost create made, and is adopted (and grown to size) instead of making another")
     kind = "volume"
@@ -48,7 +51,7 @@ class VolumeProvider(FlyProvider[VolumeInputs, VolumeOutputs]):
             failures.append(CheckFailure("size_gb", f"volume size_gb: {new_size} is smaller than the current "
                                                     f"{old_size} GB; Fly volumes can only grow, keep {old_size} "
                                                     "or more"))
-        if olds.get("volume_id") and news.get("protect_data") is True:
+        if olds.get("app") and news.get("protect_data") is True:  # check's olds: the inputs of the last up
             moved = [k for k in sorted(self.replace_on) if k in olds and not is_unknown(news.get(k))
                      and normal(olds.get(k)) != normal(news.get(k))]
             if moved:
