@@ -18,7 +18,7 @@ from pulumi import automation as auto
 from flysim.testing import FlysimServer
 
 from .harness import SliceStack, make_stack
-from .userpaths import Plan, mutating_calls, preview, state_resources, state_text, view
+from .userpaths import Plan, mutating_calls, preview, state_resources, state_file_text, view
 
 pytestmark = pytest.mark.e2e
 
@@ -224,7 +224,7 @@ def test_clerk_key_rotation_reaches_the_router_machine(walk: Walk) -> None:
     machine_state = state_resources(walk.s)["router-machine"]["outputs"]
     assert int(machine_state["min_secrets_version"]) == new_version
     assert [m["instance_id"] for m in after.machines("fly-exec")] == [exec_machine["instance_id"]]
-    assert CLERK_SECRET_ROTATED not in state_text(walk.s)
+    assert CLERK_SECRET_ROTATED not in state_file_text(walk.s)
     assert_no_change(walk)
 
 

@@ -6,7 +6,6 @@ Built on ``harness.make_stack``/``SliceStack`` (a stack in a temporary project o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -141,8 +140,12 @@ def pending_operations(s: SliceStack) -> list[dict[str, Any]]:
     return list(deployment.get("pending_operations") or [])
 
 
-def state_text(s: SliceStack) -> str:
-    return json.dumps(s.stack.export_stack().deployment)
+def state_file_text(s: SliceStack) -> str:
+    """The stack's state as the backend stores it (secrets encrypted; `export_stack` would decrypt them)."""
+    backend = Path(s.stack.workspace.env_vars["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    files = list(backend.glob(f".pulumi/stacks/**/{s.stack.name}.json"))
+    assert files, f"no state file of {s.stack.name} in {backend}"
+    return "".join(f.read_text() for f in files)
 
 
 # -- the CLI, as a user runs it ------------------------------------------------------------------------
