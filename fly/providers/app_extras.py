@@ -47,7 +47,7 @@ class AppSecretsProvider(FlyProvider[AppSecretsInputs, AppSecretsOutputs]):
         values = news.get("values")
         if contains_unknown(values) or not isinstance(values, dict) or olds.get("names") is None:
             return False
-        return sorted(olds["names"]) != sorted(values)
+        return not set(values) <= set(olds["names"])  # one of ours is missing (others' secrets are theirs)
 
     def create_resource(self, client: FlyClient, inputs: AppSecretsInputs) -> tuple[str, AppSecretsOutputs]:
         version = client.set_secrets(inputs.app, dict(inputs.values))
