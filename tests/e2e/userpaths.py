@@ -236,7 +236,7 @@ def wait_until(condition: Callable[[], Any], *, what: str, timeout: float = 120,
             raise AssertionError(f"the run ended (exit {alive.returncode}) before {what}:\n{log()[-5000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}:\n{log()[-5000:]}")
-        time.sleep(0.05)
+        time.sleep(0.2)  # flysim shares this process: polls must not starve it
 
 
 # -- the README's command blocks ------------------------------------------------------------------------
