@@ -159,3 +159,20 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     with httpx.Client(base_url=flysim.url, headers={"Authorization": f"Bearer {token_value}"}) as client:
         assert client.get("/v1/apps", params={"org_slug": "personal"}).status_code == 401
     s.remove()
+
+
+def test_state_cut_short_by_a_kill_is_read_again_without_its_empty_attrs_file(pulumi_bin: Path,
+                                                                              tmp_path: Path) -> None:
+    """A kill while the file backend writes the state can leave the state's metadata file empty, and
+    every command then fails with "failed to load checkpoint: EOF"; the README's fix: delete it."""
+    s = make_stack(tmp_path, pulumi_bin, "http://127.0.0.1:9", "unused-token")
+    cli = Cli(s, tmp_path)
+    backend = Path(s.stack.workspace.env_vars["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    [attrs] = backend.glob(f".pulumi/stacks/*/{s.stack.name}.json.attrs")
+    attrs.write_bytes(b"")  # what the kill left
+    broken = cli.shell("pulumi stack export")
+    assert broken.returncode != 0 and "failed to load checkpoint: EOF" in broken.stderr, broken.stderr
+    assert attrs.stat().st_size == 0 and attrs.name.endswith(".json.attrs")  # as the README describes it
+    attrs.unlink()
+    assert cli.shell("pulumi stack export").returncode == 0
+    assert cli.shell("pulumi cancel --yes").returncode == 0

@@ -211,7 +211,9 @@ def kill_run(proc: subprocess.Popen[bytes]) -> None:
     until none of them is left. The run was started in a session of its own."""
     deadline = time.monotonic() + 10
     while True:
-        members = session_members(proc.pid)
+        # The engine first: a plugin killed before it would let it write a last checkpoint, which
+        # the kill could then cut short (see README, "When a run is interrupted").
+        members = sorted(session_members(proc.pid), key=lambda pid: pid != proc.pid)
         for pid in members:
             try:
                 os.kill(pid, signal.SIGKILL)
