@@ -8,7 +8,7 @@ recorded in the audit log, and fails as an MCP tool error (``isError``) that say
 fix; never a traceback, never a token.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the SDK evaluates the tools' annotations, which use locals.
 
 import logging
 from typing import Annotated, Any, Callable, Literal
