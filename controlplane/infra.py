@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -45,6 +46,9 @@ VOLUME_NAME = "data"
 VOLUME_PATH = "/data"
 CUSTOMER_KEY, CONFIG_KEY, SECRETS_KEY = "artifact_customer", "artifact_config", "artifact_secrets"
 WAIT_SECONDS = 120.0
+# How long a look-up that found an app in the slice's org is reused: phase 6 and one tool call ask about
+# the same app several times, and Fly limits Apps_show to a burst of 3 per app.
+APP_CACHE_SECONDS = 30.0
 
 
 class AppSpec(BaseModel):
@@ -137,6 +141,8 @@ class Infra:
         self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes)
         self._connection = connection
         self.fly = client or FlyClient(connection)
+        self._apps: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._token_checked = -APP_CACHE_SECONDS
 
     def __enter__(self) -> Infra:
         return self
@@ -159,8 +165,11 @@ class Infra:
     def manifest(self) -> dict[str, Any]:
         return self.slice.document
 
-    def check_token(self) -> None:
-        """The token works and its scope covers the slice's org (one read)."""
+    def check_token(self, *, fresh: bool = False) -> None:
+        """The token works and its scope covers the slice's org (one read, reused for a while: any later
+        call that Fly refuses for the token says so too)."""
+        if not fresh and time.monotonic() - self._token_checked < APP_CACHE_SECONDS:
+            return
         try:
             self.fly.list_apps(self.org)
         except FlyAuthError:
@@ -170,15 +179,19 @@ class Infra:
                                     "check the manifest's org.slug; the slice's org must exist") from None
         except FlyError as exc:
             raise from_fly(exc, f"list the apps of org {self.org}", org=self.org) from None
+        self._token_checked = time.monotonic()
 
     def find_app(self, name: str) -> dict[str, Any] | None:
         """The app if it exists in the slice's org; None if it does not exist. An app of another org is
         refused (and so is a name the token cannot see, once the token is known to work)."""
         self.guard.app(name)
+        cached = self._apps.get(name)
+        if cached is not None and time.monotonic() - cached[0] < APP_CACHE_SECONDS:
+            return cached[1]
         try:
             app = self.fly.find_app(name)
         except FlyAuthError:
-            self.check_token()  # a rejected token says so; otherwise the name is another org's
+            self.check_token(fresh=True)  # a rejected token says so; otherwise the name is another org's
             raise ControlPlaneError(f"app name {name} is taken by another organization (the org token of "
                                     f"{self.org} cannot see it)",
                                     "app names are global on Fly: choose another customer name") from None
@@ -188,7 +201,9 @@ class Infra:
             return None
         org = app.organization.slug if app.organization else None
         self.guard.org_of(name, org)
-        return {"name": app.name, "id": app.id, "org": org or self.org, "status": app.status}
+        found = {"name": app.name, "id": app.id, "org": org or self.org, "status": app.status}
+        self._apps[name] = (time.monotonic(), found)
+        return found
 
     def list_machines(self, app: str) -> list[dict[str, Any]]:
         if self.find_app(app) is None:
@@ -344,6 +359,7 @@ class Infra:
         if self.find_app(name) is None:
             return {"app": name, "destroyed": False, "detail": "no such app (already destroyed)"}
         self.guard.write("infra_destroy_app")
+        self._apps.pop(name, None)
         machines = [m for m in self._fly(f"list the machines of {name}", self.fly.list_machines, name)
                     if m.state != "destroyed"]
         for m in machines:

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from .slice_world import REPO, SliceWorld, build_slice
+from controlplane_helpers import REPO, SliceWorld, build_slice
 
 TOOLS = {"infra_manifest", "infra_list_machines", "infra_ensure_app", "infra_destroy_app", "infra_provision_org"}
 
