@@ -28,7 +28,8 @@ class ControlPlaneError(Exception):
 
 def token_rejected(org: str) -> ControlPlaneError:
     return ControlPlaneError(
-        "Fly rejected the org token (FLY_ORG_TOKEN): it is invalid, expired or revoked",
+        f"Fly rejected the org token (FLY_ORG_TOKEN) for org {org}: it is invalid, expired or revoked, or not "
+        f"a token of org {org}",
         f"create a new org token (`fly tokens create org -o {org}`), set FLY_ORG_TOKEN to it and restart "
         "the control plane")
 

@@ -4,6 +4,8 @@ tests need the slice, not the engine."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,13 @@ class SliceWorld:
         """A client with flysim's all-powerful token: to arrange the world, never the control plane's."""
         return FlyClient(FlyConnection.resolve(token=self.flysim.token, api_base_url=self.flysim.url,
                                                flaps_base_url=self.flysim.url, environ={}))
+
+    def new_token(self) -> tuple[str, str]:
+        """Another org token of the slice's org: (value, id)."""
+        with self.admin() as fly:
+            token = fly.create_org_token(self.manifest["org"]["id"], f"{self.prefix}-extra")
+        self.flysim.clear_calls()
+        return token["token"], token["id"]
 
     def mutations(self) -> list[str]:
         return [f"{c['method']} {c['path']}" for c in self.flysim.calls() if c["mutating"]]
@@ -71,3 +80,11 @@ def build_slice(flysim: FlysimServer, prefix: str = "s1", org: str = "personal",
     flysim.clear_calls()
     return SliceWorld(flysim=flysim, prefix=prefix, org=org, manifest=manifest, token=token["token"],
                       token_id=token["id"])
+
+
+@contextmanager
+def shared_world() -> Iterator[SliceWorld]:
+    """One simulator and slice for a test module (building a slice costs seconds under Fly's rate
+    limits); tests leave it as they found it."""
+    with FlysimServer(orgs=["personal", "other-org"]) as server:
+        yield build_slice(server)

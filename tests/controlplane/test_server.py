@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import anyio
 import httpx
@@ -19,14 +19,22 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from controlplane_helpers import REPO, SliceWorld, build_slice
+from controlplane_helpers import REPO, SliceWorld, shared_world
 
 TOOLS = {"infra_manifest", "infra_list_machines", "infra_ensure_app", "infra_destroy_app", "infra_provision_org"}
 
 
+@pytest.fixture(scope="module")
+def _world() -> Iterator[SliceWorld]:
+    with shared_world() as world:
+        yield world
+
+
 @pytest.fixture
-def world(flysim) -> SliceWorld:
-    return build_slice(flysim)
+def world(_world: SliceWorld) -> SliceWorld:
+    _world.flysim.clear_calls()
+    _world.flysim.reset_rate_limits()
+    return _world
 
 
 @pytest.fixture
@@ -212,12 +220,13 @@ def test_writes_refused_unless_allowed(world: SliceWorld, manifest_file: Path, t
 
 
 def test_revoked_token_is_a_clear_tool_error(world: SliceWorld, manifest_file: Path, tmp_path: Path) -> None:
+    token, token_id = world.new_token()
     with world.admin() as fly:
-        fly.revoke_org_token(world.token_id)
+        fly.revoke_org_token(token_id)
     world.flysim.clear_calls()
 
     async def scenario() -> list[str]:
-        async with connect("http", manifest_file, world.token, tmp_path, "--allow-writes") as client:
+        async with connect("http", manifest_file, token, tmp_path, "--allow-writes") as client:
             return [_error(await client.call_tool("infra_list_machines", {"app": "s1-nfs"})),
                     _error(await client.call_tool("infra_ensure_app", {"customer": "acme", "dry_run": True})),
                     _error(await client.call_tool("infra_ensure_app", {"customer": "acme"}))]
@@ -226,7 +235,7 @@ def test_revoked_token_is_a_clear_tool_error(world: SliceWorld, manifest_file: P
     for text in errors:
         assert "rejected the org token" in text and "revoked" in text and "FLY_ORG_TOKEN" in text
     assert world.mutations() == []
-    _no_token_anywhere(world.token, *errors, (tmp_path / "audit.jsonl").read_text(),
+    _no_token_anywhere(token, *errors, (tmp_path / "audit.jsonl").read_text(),
                        (tmp_path / "server.log").read_text())
 
 
