@@ -39,8 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--allow-writes", action="store_true",
                        help="let tools change the slice (ensure/destroy apps, apply plans); off by default")
-    serve.add_argument("--audit-log", type=Path, default=Path(os.environ.get("CONTROLPLANE_AUDIT_LOG", "")) or None,
-                       metavar="FILE", help="append one JSON line a call (default $CONTROLPLANE_AUDIT_LOG, "
+    serve.add_argument("--audit-log", type=Path, default=None, metavar="FILE", help="append one JSON line a call (default $CONTROLPLANE_AUDIT_LOG, "
                                             "else artifacts/controlplane/audit.jsonl)")
     _source_args(serve)
     validate = sub.add_parser("validate", help="phase 6: validate the slice through the control plane's checks")
@@ -76,7 +75,9 @@ def serve(args: argparse.Namespace) -> int:
     connection = connection_for(slice_)
     token = connection.token.get_secret_value()
     secrets = (token,)
-    audit = AuditLog(args.audit_log or REPO / "artifacts" / "controlplane" / "audit.jsonl", secrets)
+    audit_path = args.audit_log or Path(os.environ.get("CONTROLPLANE_AUDIT_LOG") or
+                                        REPO / "artifacts" / "controlplane" / "audit.jsonl")
+    audit = AuditLog(audit_path, secrets)
     stacks = {s for s in (args.stack, slice_.prefix) if s}
     provisioner = Provisioner(allowed_stacks=stacks, work_dir=args.work_dir or REPO, secrets=secrets)
     with Infra(slice_, connection, allow_writes=args.allow_writes) as infra:

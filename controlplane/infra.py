@@ -296,7 +296,8 @@ class Infra:
         live_meta = (machine.config.get("metadata") or {}) if machine else {}
         secrets_same = secret_names == set(spec.secrets) and (
             not spec.secrets or live_meta.get(SECRETS_KEY) == config["metadata"][SECRETS_KEY])
-        steps.append({"step": "secrets", "names": sorted(spec.secrets), "action": "unchanged" if secrets_same else "set"})
+        steps.append({"step": "secrets", "names": sorted(spec.secrets), "action": "unchanged" if secrets_same else "set",
+                      **({"unset": sorted(secret_names - set(spec.secrets))} if secret_names - set(spec.secrets) else {})})
         if spec.volume_size_gb:
             steps.append({"step": "volume", "name": VOLUME_NAME, "region": spec.region, "size_gb": spec.volume_size_gb,
                           "action": "exists" if volume else "create", **({"id": volume.id} if volume else {})})
@@ -313,7 +314,7 @@ class Infra:
             steps.append({"step": "wait", "state": "started", "action": "wait"})
         return {"app": name, "org": self.org, "nfs": nfs, "steps": steps,
                 "changes": sum(s["action"] in ("create", "set", "update", "start") for s in steps),
-                "_live": {"app": app, "volume": volume, "machine": machine}}
+                "_live": {"app": app, "volume": volume, "machine": machine, "secret_names": secret_names}}
 
     def ensure_app(self, spec: AppSpec, *, dry_run: bool = False) -> dict[str, Any]:
         plan = self.plan_app(spec)
@@ -325,9 +326,11 @@ class Infra:
         if live["app"] is None:
             self._fly(f"create app {name} in org {self.org}", self.fly.create_app, name, self.org)
         secrets_version = None
-        if any(s["step"] == "secrets" and s["action"] == "set" for s in plan["steps"]) and spec.secrets:
-            secrets_version = self._fly(f"set the secrets of {name}", self.fly.set_secrets, name,
-                                        {k: v.get_secret_value() for k, v in spec.secrets.items()})
+        if any(s["step"] == "secrets" and s["action"] == "set" for s in plan["steps"]):
+            # Exactly the secrets asked for: new values set, names no longer asked for unset.
+            values: dict[str, str | None] = {k: None for k in live["secret_names"] - set(spec.secrets)}
+            values.update({k: v.get_secret_value() for k, v in spec.secrets.items()})
+            secrets_version = self._fly(f"set the secrets of {name}", self.fly.set_secrets, name, values)
         volume = live["volume"]
         if spec.volume_size_gb and volume is None:
             volume = self._fly(f"create volume {VOLUME_NAME} of {name}", self.fly.create_volume, name,

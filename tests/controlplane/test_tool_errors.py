@@ -143,3 +143,37 @@ def test_redact_hides_secret_arguments_and_known_values() -> None:
     token = "fm" "2_abcdefghijklmnopqrstuvwxyz"
     assert redact({"customer": "a", "secrets": {"K": "v"}, "env": {"X": f"has {token}"}}, (token,)) == {
         "customer": "a", "secrets": {"K": "[redacted]"}, "env": {"X": "has [redacted]"}}
+
+
+def _ok(world: SliceWorld, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    slice_ = Slice.from_outputs(world.manifest, source="test").check("test")
+    with Infra(slice_, connection_for(slice_, world.token), allow_writes=True) as infra:
+        server = build_server(infra, audit=AuditLog(None))
+
+        async def call() -> Any:
+            async with Client(server) as client:
+                return await client.call_tool(tool, args)
+        result = anyio.run(call)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+def test_secrets_converge_to_what_is_asked(world: SliceWorld) -> None:
+    """A secret no longer asked for is unset, a changed value rolls the machine; then nothing to do."""
+    try:
+        _ok(world, "infra_ensure_app", {"customer": "sec", "secrets": {"OLD": "value-1"}, "volume_size_gb": 0})
+        changed = _ok(world, "infra_ensure_app", {"customer": "sec", "secrets": {"NEW": "value-2"},
+                                                  "volume_size_gb": 0})
+        [secrets_step] = [s for s in changed["steps"] if s["step"] == "secrets"]
+        assert secrets_step["action"] == "set" and secrets_step["unset"] == ["OLD"]
+        with world.admin() as fly:
+            assert set(fly.list_secret_names("s1-cust-sec")) == {"NEW"}
+        rotated = _ok(world, "infra_ensure_app", {"customer": "sec", "secrets": {"NEW": "value-3"},
+                                                  "volume_size_gb": 0})
+        assert [s["action"] for s in rotated["steps"] if s["step"] in ("secrets", "machine")] == ["set", "update"]
+        world.flysim.clear_calls()
+        same = _ok(world, "infra_ensure_app", {"customer": "sec", "secrets": {"NEW": "value-3"}, "volume_size_gb": 0})
+        assert same["changes"] == 0 and world.mutations() == []
+    finally:
+        _ok(world, "infra_destroy_app", {"customer": "sec"})
+    assert world.admin().find_app("s1-cust-sec") is None
