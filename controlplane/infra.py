@@ -304,7 +304,8 @@ class Infra:
         if machine is None:
             machine_action = "create"
         elif live_meta.get(CONFIG_KEY) == digest and (volume is not None or not spec.volume_size_gb):
-            machine_action = "unchanged" if machine.state != "failed" else "start"
+            # Stopped or suspended is what auto stop does; created (never started) or failed needs a start.
+            machine_action = "start" if machine.state in ("created", "failed") else "unchanged"
         else:
             machine_action = "update"
         steps.append({"step": "machine", "image": spec.image, "region": spec.region,

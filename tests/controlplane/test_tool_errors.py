@@ -177,3 +177,19 @@ def test_secrets_converge_to_what_is_asked(world: SliceWorld) -> None:
     finally:
         _ok(world, "infra_destroy_app", {"customer": "sec"})
     assert world.admin().find_app("s1-cust-sec") is None
+
+
+def test_rerun_after_a_failed_step_adopts_what_exists(world: SliceWorld, tmp_path: Path) -> None:
+    """The machine create is refused: the call fails saying so, having made the app and its volume; the
+    rerun adopts both and only creates the machine."""
+    world.flysim.add_fault(operation="Machines_create", kind="status", status=400, count=1)
+    try:
+        text = _call(world, tmp_path, "infra_ensure_app", {"customer": "rerun"})
+        assert "create the machine of s1-cust-rerun" in text
+        world.flysim.clear_calls()
+        made = _ok(world, "infra_ensure_app", {"customer": "rerun"})
+        assert [s["action"] for s in made["steps"]] == ["exists", "unchanged", "exists", "create", "wait"]
+        assert [c["operation"] for c in world.flysim.calls() if c["mutating"]] == ["Machines_create"]
+    finally:
+        world.flysim.clear_faults()
+        _ok(world, "infra_destroy_app", {"customer": "rerun"})
