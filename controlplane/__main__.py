@@ -81,7 +81,8 @@ def serve(args: argparse.Namespace) -> int:
     stacks = {s for s in (args.stack, slice_.prefix) if s}
     provisioner = Provisioner(allowed_stacks=stacks, work_dir=args.work_dir or REPO, secrets=secrets)
     with Infra(slice_, connection, allow_writes=args.allow_writes) as infra:
-        server = build_server(infra, audit=audit, provisioner=provisioner, secrets=secrets)
+        server = build_server(infra, audit=audit, provisioner=provisioner, secrets=secrets,
+                              reload_manifest=(lambda: _load(args)) if args.stack else None)
         if args.http:
             if args.host not in LOOPBACK:
                 print(f"controlplane: serving on {args.host}, beyond loopback: put it behind an authenticating "

@@ -21,6 +21,7 @@ from pydantic import Field
 from .errors import ControlPlaneError
 from .guard import AuditLog, scrub
 from .infra import Infra
+from .manifest import Slice
 from .provision import Provisioner
 
 log = logging.getLogger("controlplane")
@@ -34,7 +35,9 @@ without changing anything. Writes need a server started with --allow-writes."""
 
 
 def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | None = None,
-                 secrets: tuple[str, ...] = ()) -> MCPServer:
+                 secrets: tuple[str, ...] = (), reload_manifest: Callable[[], Slice] | None = None) -> MCPServer:
+    """``reload_manifest`` reads the manifest again after an applied plan (a server started with
+    ``--stack``); otherwise the manifest is the one given at start."""
     server = MCPServer("artifact-controlplane", instructions=INSTRUCTIONS, log_level="WARNING")
     slice_ = infra.slice
 
@@ -131,7 +134,10 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
             if not plan_id:
                 raise ControlPlaneError("apply=true needs the plan_id of a preview",
                                         "call with apply=false first and pass its plan_id")
-            return provisioner.apply(stack, plan_id)
+            applied = provisioner.apply(stack, plan_id)
+            if reload_manifest is not None:
+                infra.slice = reload_manifest()
+            return applied
         return run("infra_provision_org", {"stack": stack, "apply": apply, "plan_id": plan_id}, op)
 
     return server

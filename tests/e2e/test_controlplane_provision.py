@@ -70,6 +70,9 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 applied = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
                                                                              "plan_id": plan["plan_id"]}))
                 assert applied["result"] == "succeeded"
+                # The server reads the manifest again after an applied plan.
+                manifest = _ok(await client.call_tool("infra_manifest", {}))
+                assert manifest["apps"]["router"]["image"] == ROUTER_IMAGE
 
                 # A plan id is used once.
                 again = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
