@@ -26,16 +26,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from fly import FlyAuthError, FlyClient, FlyConnection, FlyError, FlyNotFound
+from fly.regions import region_problem
 
 from .errors import ControlPlaneError, from_fly, token_rejected
 from .guard import Guard
 from .manifest import Slice
 
-# Fly's regions (fly.io/docs/reference/regions, `fly platform regions`), checked before any call.
-FLY_REGIONS = frozenset({
-    "ams", "arn", "atl", "bog", "bom", "bos", "cdg", "den", "dfw", "ewr", "eze", "fra", "gdl", "gig", "gru",
-    "hkg", "iad", "jnb", "lax", "lhr", "mad", "mia", "nrt", "ord", "otp", "phx", "qro", "scl", "sea", "sin",
-    "sjc", "syd", "waw", "yul", "yyz"})
 # Fly's machine sizes: shared 1-8 CPUs with 256 MB to 2 GB a CPU, performance 1-16 CPUs with 2 to
 # 8 GB a CPU, memory in steps of 256 MB (fly.io/docs/about/pricing/#machines).
 CPU_COUNTS = {"shared": (1, 2, 4, 8), "performance": (1, 2, 4, 8, 16)}
@@ -80,8 +76,9 @@ class AppSpec(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if value not in FLY_REGIONS:
-            raise ValueError(f"{value!r} is not a Fly region; use one of {', '.join(sorted(FLY_REGIONS))}")
+        problem = region_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} {problem}")
         return value
 
     @field_validator("env", "secrets")
