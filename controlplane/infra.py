@@ -26,16 +26,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from fly import FlyAuthError, FlyClient, FlyConnection, FlyError, FlyNotFound
+from fly.appconfig.machines import MEMORY_MB_PER_CPU
+from fly.appconfig.schema import PRESETS
 from fly.regions import region_problem
 
 from .errors import ControlPlaneError, from_fly, token_rejected
 from .guard import Guard
 from .manifest import Slice
 
-# Fly's machine sizes: shared 1-8 CPUs with 256 MB to 2 GB a CPU, performance 1-16 CPUs with 2 to
-# 8 GB a CPU, memory in steps of 256 MB (fly.io/docs/about/pricing/#machines).
-CPU_COUNTS = {"shared": (1, 2, 4, 8), "performance": (1, 2, 4, 8, 16)}
-MEMORY_PER_CPU_MB = {"shared": (256, 2048), "performance": (2048, 8192)}
+# Fly's machine sizes, as fly-go knows them: the CPU counts of its presets, memory per CPU by kind.
+CPU_COUNTS = {kind: tuple(sorted({p["cpus"] for p in PRESETS.values() if p["cpu_kind"] == kind and "gpu_kind" not in p}))
+              for kind in ("shared", "performance")}
 CUSTOMER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOLUME_NAME = "data"
@@ -94,7 +95,7 @@ class AppSpec(BaseModel):
         counts = CPU_COUNTS[self.cpu_kind]
         if self.cpus not in counts:
             raise ValueError(f"cpus={self.cpus} is not a {self.cpu_kind} size; use one of {counts}")
-        lo, hi = (self.cpus * m for m in MEMORY_PER_CPU_MB[self.cpu_kind])
+        lo, hi = (self.cpus * m for m in MEMORY_MB_PER_CPU[self.cpu_kind])
         if not lo <= self.memory_mb <= hi or self.memory_mb % 256:
             raise ValueError(f"memory_mb={self.memory_mb} does not fit {self.cpus} {self.cpu_kind} CPU(s): use a "
                              f"multiple of 256 from {lo} to {hi}")

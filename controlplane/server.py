@@ -79,7 +79,7 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         env: Annotated[dict[str, str] | None, Field(description="environment variables")] = None,
         secrets: Annotated[dict[str, str] | None, Field(description="Fly secrets (never echoed or logged)")] = None,
         cpu_kind: Literal["shared", "performance"] = "shared",
-        cpus: Annotated[int, Field(description="1, 2, 4, 8 (performance: also 16)")] = 1,
+        cpus: Annotated[int, Field(description="shared: 1, 2, 4, 6, 8; performance: 1, 2, 4, 6, ... 16")] = 1,
         memory_mb: Annotated[int, Field(description="multiple of 256; shared 256-2048 a CPU, performance "
                                                     "2048-8192 a CPU")] = 256,
         auto_stop: Literal["off", "stop", "suspend"] = "suspend",
