@@ -11,7 +11,8 @@ fix; never a traceback, never a token.
 # No `from __future__ import annotations`: the SDK evaluates the tools' annotations, which use locals.
 
 import logging
-from typing import Annotated, Any, Callable, Literal
+import re
+from typing import Annotated, Any, Awaitable, Callable, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -26,6 +27,7 @@ from .provision import Provisioner
 
 log = logging.getLogger("controlplane")
 
+INPUT_VALUE = re.compile(r"input_value=.*?, (?=input_type=)")
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 INSTRUCTIONS = """\
@@ -34,26 +36,53 @@ apps are <slice>-cust-<customer> in the slice's org. infra_ensure_app with dry_r
 without changing anything. Writes need a server started with --allow-writes."""
 
 
+def audited(audit: AuditLog) -> Callable[[Any, Any], Awaitable[Any]]:
+    """Middleware: one audit entry for every tool call, those the SDK refuses (unknown tool, arguments
+    that fail the schema) included. Arguments are as the caller sent them, secrets redacted."""
+    async def middleware(ctx: Any, call_next: Any) -> Any:
+        if ctx.method != "tools/call" or ctx.request_id is None:
+            return await call_next(ctx)
+        params = dict(ctx.params or {})
+        tool, args = str(params.get("name", "")), dict(params.get("arguments") or {})
+        try:
+            result = await call_next(ctx)
+        except Exception as exc:
+            audit.record(tool, args, "error", _no_values(f"{type(exc).__name__}: {exc}"))
+            raise
+        is_error = result.get("isError") if isinstance(result, dict) else getattr(result, "is_error", False)
+        if is_error:
+            content = result.get("content") if isinstance(result, dict) else getattr(result, "content", None)
+            first = (content or [None])[0]
+            text = first.get("text", "") if isinstance(first, dict) else getattr(first, "text", "")
+            audit.record(tool, args, "error", _no_values(text))
+        else:
+            audit.record(tool, args, "ok")
+        return result
+    return middleware
+
+
+def _no_values(text: str) -> str:
+    """pydantic's messages echo the rejected value (``input_value=...``), which may be a secret."""
+    return INPUT_VALUE.sub("input_value=[redacted], ", text)
+
+
 def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | None = None,
                  secrets: tuple[str, ...] = (), reload_manifest: Callable[[], Slice] | None = None) -> MCPServer:
     """``reload_manifest`` reads the manifest again after an applied plan (a server started with
     ``--stack``); otherwise the manifest is the one given at start."""
-    server = MCPServer("artifact-controlplane", instructions=INSTRUCTIONS, log_level="WARNING")
+    server = MCPServer("artifact-controlplane", instructions=INSTRUCTIONS, log_level="WARNING",
+                       middleware=[audited(audit)])
     slice_ = infra.slice
 
     def run(tool: str, args: dict[str, Any], op: Callable[[], Any]) -> Any:
         try:
-            result = op()
+            return op()
         except ControlPlaneError as exc:
-            audit.record(tool, args, "error", str(exc))
             raise ToolError(scrub(str(exc), secrets)) from None
         except Exception as exc:  # a bug: the type only, never a traceback or values to the caller
             log.error("%s failed unexpectedly: %s", tool, type(exc).__name__)
-            audit.record(tool, args, "error", f"internal error ({type(exc).__name__})")
             raise ToolError(f"{tool} failed with an internal error ({type(exc).__name__}). Fix: retry; if it "
                             "persists, report it with the audit log entry of this call") from None
-        audit.record(tool, args, "ok")
-        return result
 
     @server.tool(name="infra_manifest", title="Slice manifest", annotations=READ)
     def infra_manifest() -> dict[str, Any]:

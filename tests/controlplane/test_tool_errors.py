@@ -3,6 +3,7 @@ MCP tool error (isError) saying what failed and the fix, made before any mutatin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,7 +32,7 @@ def world(_world: SliceWorld) -> SliceWorld:
 
 
 def _call(world: SliceWorld, tmp_path: Path, tool: str, args: dict[str, Any], *, token: str | None = None,
-          manifest: dict[str, Any] | None = None, allow_writes: bool = True) -> str:
+          manifest: dict[str, Any] | None = None, allow_writes: bool = True, sdk_refused: bool = False) -> str:
     slice_ = Slice.from_outputs(manifest or world.manifest, source="test").check("test")
     token = token or world.token
     with Infra(slice_, connection_for(slice_, token), allow_writes=allow_writes) as infra:
@@ -43,7 +44,9 @@ def _call(world: SliceWorld, tmp_path: Path, tool: str, args: dict[str, Any], *,
         result = anyio.run(call)
     assert result.is_error, result
     text = result.content[0].text
-    assert "Traceback" not in text and token not in text and "Fix:" in text
+    assert "Traceback" not in text and token not in text
+    # Ours say the fix; the SDK's own schema check (sdk_refused) names the field instead.
+    assert ("validation error" in text) if sdk_refused else ("Fix:" in text)
     return text
 
 
@@ -193,3 +196,13 @@ def test_rerun_after_a_failed_step_adopts_what_exists(world: SliceWorld, tmp_pat
     finally:
         world.flysim.clear_faults()
         _ok(world, "infra_destroy_app", {"customer": "rerun"})
+
+
+def test_calls_the_sdk_refuses_are_audited_without_values(world: SliceWorld, tmp_path: Path) -> None:
+    secret = "sk_live_wrongly_typed_0123456789"
+    _call(world, tmp_path, "infra_ensure_app", {"customer": "acme", "secrets": {"KEY": [secret]}}, sdk_refused=True)
+    audit = (tmp_path / "audit.jsonl").read_text()
+    [entry] = [json.loads(line) for line in audit.splitlines()]
+    assert entry["tool"] == "infra_ensure_app" and entry["outcome"] == "error"
+    assert entry["args"]["secrets"] == {"KEY": "[redacted]"} and "secrets" in entry["detail"]
+    assert secret not in audit
