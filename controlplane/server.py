@@ -154,12 +154,13 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         """The slice itself through the Automation API: a preview returns the planned changes and a plan
         id; applying requires that id and refuses when the plan has changed since."""
         def op() -> dict[str, Any]:
+            if apply:
+                infra.guard.write("infra_provision_org")
             if provisioner is None:
                 raise ControlPlaneError("this server cannot run the Pulumi engine (no project directory)",
                                         "start it from the slice's project with --work-dir")
             if not apply:
                 return provisioner.preview(stack)
-            infra.guard.write("infra_provision_org")
             if not plan_id:
                 raise ControlPlaneError("apply=true needs the plan_id of a preview",
                                         "call with apply=false first and pass its plan_id")

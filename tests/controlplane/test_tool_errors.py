@@ -206,3 +206,9 @@ def test_calls_the_sdk_refuses_are_audited_without_values(world: SliceWorld, tmp
     assert entry["tool"] == "infra_ensure_app" and entry["outcome"] == "error"
     assert entry["args"]["secrets"] == {"KEY": "[redacted]"} and "secrets" in entry["detail"]
     assert secret not in audit
+
+
+def test_applying_a_plan_needs_writes(world: SliceWorld, tmp_path: Path) -> None:
+    text = _call(world, tmp_path, "infra_provision_org", {"stack": "s1", "apply": True, "plan_id": "0123"},
+                 allow_writes=False)
+    assert "infra_provision_org would change the slice, and writes are not allowed" in text
