@@ -124,3 +124,21 @@ def test_rejected_token_is_actionable_and_never_shown(flysim, caplog) -> None:
     text = str(exc.value) + repr(exc.value) + caplog.text
     assert "401" in str(exc.value) and "FLY_API_TOKEN" in str(exc.value)
     assert bad not in text and flysim.token not in text
+
+
+def test_an_unreachable_api_says_what_to_try() -> None:
+    import socket
+
+    from fly import FlyConnectionError
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    connection = FlyConnection.resolve(token="t", api_base_url=url, flaps_base_url=url, environ={})
+    with FlyClient(connection, retry=RetryPolicy(initial_backoff=0.01, max_backoff=0.02, attempts=2)) as fly, \
+            pytest.raises(FlyConnectionError) as exc:
+        fly.get_app("any-app")
+    message = str(exc.value)
+    assert "could not reach the Fly API (ConnectError" in message
+    assert "FLY_API_BASE_URL" in message and "run `pulumi up` again" in message

@@ -114,11 +114,13 @@ class IpAddressProvider(FlyProvider[IpAddressInputs, IpAddressOutputs]):
 
     Inputs, Outputs = IpAddressInputs, IpAddressOutputs
     replace_on = frozenset({"app", "type", "region", "network", "org_slug"})
-    adoption = "an app has one address of each type this program assigns: one the app already has is adopted"
+    adoption = ("an app has one address of each type this program assigns: Fly answers a repeated shared_v4 "
+                "request with the app's shared address; of the other types, one the app already has is adopted")
     kind = "ip address"
 
     def create_resource(self, client: FlyClient, inputs: IpAddressInputs) -> tuple[str, IpAddressOutputs]:
-        existing = [ip for ip in client.list_ips(inputs.app) if _kind(ip.ip, ip.shared) == inputs.type]
+        existing = [] if inputs.type == "shared_v4" else [
+            ip for ip in client.list_ips(inputs.app) if _kind(ip.ip, ip.shared) == inputs.type]
         ip = existing[0] if existing else client.assign_ip(
             inputs.app, inputs.type, region=inputs.region, network=inputs.network, org_slug=inputs.org_slug)
         return ip.ip, IpAddressOutputs(address=ip.ip)
