@@ -18,12 +18,15 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import apps, machines, volumes
+from . import checks as checks_mod
 from .errors import ApiError
 from .faults import Fault, FaultSpec
+from .public import PublicHostMiddleware
 from .sim import Ctx, Sim, SimConfig
 
 log = logging.getLogger("flysim")
@@ -119,7 +122,7 @@ class Endpoint:
 # -- admin API (no auth; loopback tool) ------------------------------------------------
 def _admin_routes(sim: Sim) -> list[Route]:
     async def state(request: Request) -> Response:
-        return JSONResponse(sim.store.view())
+        return JSONResponse(sim.store.view(lambda app, m: checks_mod.statuses(sim, app, m)))
 
     async def calls(request: Request) -> Response:
         if request.method == "DELETE":
@@ -138,6 +141,12 @@ def _admin_routes(sim: Sim) -> list[Route]:
                 return JSONResponse({"error": f"invalid fault: {exc}"}, status_code=400)
             return JSONResponse(sim.faults.add(spec).model_dump(), status_code=201)
         return JSONResponse([f.model_dump() for f in sim.faults.list()])
+
+    async def fault(request: Request) -> Response:
+        if not sim.faults.remove(request.path_params["fault_id"]):
+            return JSONResponse({"error": "fault not found"}, status_code=404)
+        sim.engine.changed()
+        return JSONResponse({"ok": True})
 
     async def checks(request: Request) -> Response:
         """Force a health check's status: {app, machine, name, status, output?}."""
@@ -172,6 +181,7 @@ def _admin_routes(sim: Sim) -> list[Route]:
         Route("/__flysim/state", state, methods=["GET"]),
         Route("/__flysim/calls", calls, methods=["GET", "DELETE"]),
         Route("/__flysim/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__flysim/faults/{fault_id}", fault, methods=["DELETE"]),
         Route("/__flysim/checks", checks, methods=["POST"]),
         Route("/__flysim/rate_limits", reset_rate_limits, methods=["DELETE"]),
         Route("/__flysim/reset", reset, methods=["POST"]),
@@ -266,6 +276,6 @@ def create_app(config: SimConfig | None = None, *, sim: Sim | None = None) -> St
         yield
         sim.engine.cancel_all()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(PublicHostMiddleware, sim=sim)])
     app.state.sim = sim
     return app
