@@ -88,10 +88,12 @@ def probe(url: str, host: str | None, app: str, deadline: float) -> dict[str, An
         while True:
             try:
                 response = http.get(url, headers=headers)
-                body: Any = response.json() if "json" in response.headers.get("content-type", "") else {}
+                is_json = "json" in response.headers.get("content-type", "")
+                body: Any = response.json() if is_json else {}
                 if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "ok":
                     return {"url": shown, "status_code": 200, "checked_at": _now()}
-                reason = (body.get("reason") or body.get("error") or body.get("status")) if isinstance(body, dict) else None
+                reason = ((body.get("reason") or body.get("error") or body.get("status")) if isinstance(body, dict)
+                          else None) or (" ".join(response.text.split())[:300] if not is_json else None)
                 problem = f"HTTP {response.status_code}" + (f": {reason}" if reason else "")
             except (httpx.HTTPError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"

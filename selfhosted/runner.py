@@ -200,9 +200,11 @@ def program_for(settings: DeploySettings, account: Account, target: Target, cred
 
 def setup(target: Target, settings: DeploySettings, credentials: Credentials, progress: Progress, *,
           account: Account | None = None, backend_url: str | None = None, passphrase: str | None = None,
-          health_timeout: int = 120) -> SetupResult:
-    """Deploy (or update) the pair; on failure roll back so nothing of the prefix is left."""
-    LOCKS.acquire(target, settings.prefix, "a deploy")
+          health_timeout: int = 120, locked: bool = False) -> SetupResult:
+    """Deploy (or update) the pair; on failure roll back so nothing of the prefix is left.
+    ``locked``: the caller already holds the prefix's lock (and releases it)."""
+    if not locked:
+        LOCKS.acquire(target, settings.prefix, "a deploy")
     job: _Job | None = None
     try:
         job = _Job(target, credentials, backend_url, passphrase, progress)
@@ -228,7 +230,8 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
     finally:
         if job is not None:
             job.close()
-        LOCKS.release(target, settings.prefix)
+        if not locked:
+            LOCKS.release(target, settings.prefix)
 
 
 def _failure_text(job: _Job, exc: auto.CommandError) -> str:
@@ -297,9 +300,11 @@ def teardown(target: Target, settings: DeploySettings, token: str, step: Any,
     return left
 
 
-def run_teardown(target: Target, settings: DeploySettings, token: str, progress: Progress) -> list[str]:
+def run_teardown(target: Target, settings: DeploySettings, token: str, progress: Progress, *,
+                 locked: bool = False) -> list[str]:
     """Teardown as a job of its own: one per prefix at a time, every text redacted."""
-    LOCKS.acquire(target, settings.prefix, "a teardown")
+    if not locked:
+        LOCKS.acquire(target, settings.prefix, "a teardown")
     redact = Redactor([token])
     try:
         def step(text: str, status: Any = "info", key: str = "") -> None:
@@ -314,7 +319,8 @@ def run_teardown(target: Target, settings: DeploySettings, token: str, progress:
             step(f"nothing of {settings.prefix!r} is left on {target.name}", "done", "teardown")
         return left
     finally:
-        LOCKS.release(target, settings.prefix)
+        if not locked:
+            LOCKS.release(target, settings.prefix)
 
 
 __all__ = ["AccountError", "CHANNELS", "EngineMissing", "PrefixBusy", "SetupResult", "check_account", "run_teardown",
