@@ -191,12 +191,12 @@ def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out
     except SettingsError as exc:
         raise UsageError(_explain(exc)) from None
     interactive = inp.isatty()
+    if not args.yes and not interactive:
+        raise UsageError("teardown removes both apps and the agent's volume: confirm with --yes "
+                         "(no terminal to ask on)")
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
         if not args.yes:
-            if not interactive:
-                raise UsageError("teardown removes both apps and the agent's volume: confirm with --yes "
-                                 "(no terminal to ask on)")
             if not _ask(f"Remove {settings.vm_app} (machine and volume), then {settings.relay_app}, from "
                         f"{settings.org} on {target.name}?", inp, out):
                 print("nothing removed", file=out)

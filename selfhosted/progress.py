@@ -70,6 +70,9 @@ def engine_step(event: Any) -> Step | None:
         op = str(getattr(meta.op, "value", meta.op))
         if what is None or op == "same":
             return None
+        if resource_name(meta.urn) == "health" and op in ("create", "update"):
+            return Step("verifying health: machine checks (read back from Fly) and the relay's public /health",
+                        "running", key=meta.urn)
         return Step(f"{VERBS.get(op, op)} {what}", "running", key=meta.urn)
     if event.res_outputs_event is not None:
         meta = event.res_outputs_event.metadata
@@ -77,6 +80,8 @@ def engine_step(event: Any) -> Step | None:
         op = str(getattr(meta.op, "value", meta.op))
         if what is None or op == "same":
             return None
+        if resource_name(meta.urn) == "health" and op in ("create", "update"):
+            return Step("health: machine checks passing, relay /health ok", "done", key=meta.urn)
         done = {"create": "created", "update": "updated", "delete": "removed", "replace": "replaced",
                 "read": "read", "refresh": "refreshed"}.get(op, f"{op} done")
         return Step(f"{what}: {done}", "done", key=meta.urn)
