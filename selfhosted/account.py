@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fly.client import FlyClient
+from fly.client import FlyClient, RetryPolicy
 from fly.connection import FlyConnection
 from fly.errors import FlyAPIError, FlyAuthError, FlyConnectionError, FlyError, FlyForbidden, FlyGraphQLError
 
@@ -25,17 +25,26 @@ class Account:
     existing_apps: list[str] = field(default_factory=list)  # apps of the plan the org already has
 
 
-def connect(target: Target, token: str) -> FlyClient:
+# The user is waiting on the page: answer within seconds rather than retrying for minutes.
+INTERACTIVE_RETRY = RetryPolicy(attempts=4, max_seconds=15.0)
+
+
+def connect(target: Target, token: str, retry: RetryPolicy | None = None) -> FlyClient:
     connection = FlyConnection(api_base_url=target.api_base_url, flaps_base_url=target.flaps_base_url,
                                token=token)  # type: ignore[arg-type]  # pydantic makes it a SecretStr
-    return FlyClient(connection)
+    return FlyClient(connection, retry=retry)
 
 
 def check_account(target: Target, token: str, settings: DeploySettings) -> Account:
     where = "flysim (rehearsal)" if target.rehearsal else "Fly"
     try:
-        with connect(target, token) as client:
-            org = client.get_organization(settings.org)
+        with connect(target, token, INTERACTIVE_RETRY) as client:
+            try:
+                org = client.get_organization(settings.org)
+            except FlyGraphQLError as exc:
+                if not any("not find" in m.lower() or "not found" in m.lower() for m in exc.messages):
+                    raise
+                org = None
             if org is None:
                 raise AccountError(f"organization {settings.org!r} is not visible to this token on {where}; use the "
                                    "slug `fly orgs list` shows, or a token of that org")

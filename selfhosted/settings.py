@@ -69,7 +69,7 @@ class DeploySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prefix: str = Field(description="names the apps: <prefix>-relay and <prefix>-vm")
-    org: str = Field(default="personal", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    org: str = "personal"
     region: str = "ams"
     vm_size: str = DEFAULT_VM_SIZE
     volume_size_gb: int = Field(default=1, ge=1, le=500)
@@ -85,6 +85,14 @@ class DeploySettings(BaseModel):
                              "hyphens, starting with a letter and not ending with a hyphen (e.g. alice-bot)")
         if "--" in value:
             raise ValueError(f"{value!r} has two hyphens in a row; use single hyphens (e.g. alice-bot)")
+        return value
+
+    @field_validator("org")
+    @classmethod
+    def _org(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", value):
+            raise ValueError(f"{value!r} is not an organization slug: use the slug `fly orgs list` shows "
+                             "(lowercase letters, digits and hyphens, e.g. personal)")
         return value
 
     @field_validator("region")
