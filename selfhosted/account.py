@@ -76,3 +76,12 @@ def check_account(target: Target, token: str, settings: DeploySettings) -> Accou
         raise AccountError(f"{where} can't be reached ({target.api_base_url}); check the connection and retry") from None
     except (FlyAPIError, FlyError) as exc:
         raise AccountError(f"{where} could not check the token: {exc}") from None
+
+
+def refuse_existing(account: Account, settings: DeploySettings) -> None:
+    """A deploy without the state of an earlier one must not take over its apps: the agent's volume
+    would not be found again, and a new, empty one would be mounted in its place."""
+    if account.existing_apps:
+        raise AccountError(f"{' and '.join(account.existing_apps)} already exist in {account.org_slug!r}: tear them "
+                           f"down first (`python -m selfhosted teardown --prefix {settings.prefix}` or the wizard's "
+                           "teardown page), or choose another prefix")

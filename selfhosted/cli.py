@@ -125,7 +125,7 @@ def _open_target(args: argparse.Namespace, stack: ExitStack, out: TextIO) -> tup
 
 
 def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: TextIO) -> int:
-    from .account import AccountError, check_account
+    from .account import AccountError, check_account, refuse_existing
     from .plan import plan
     from .runner import EngineMissing, PrefixBusy, setup
 
@@ -153,6 +153,8 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         show(Step("checking the Fly token", "running"))
         try:
             account = check_account(target, credentials.token, settings)
+            if args.backend is None:
+                refuse_existing(account, settings)
         except AccountError as exc:
             show(Step(str(exc), "failed"))
             return 1

@@ -14,6 +14,7 @@ Secrets are Pulumi secrets from the caller (encrypted in state); the Fly token i
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ def vm_config(settings: DeploySettings, volume_id: str) -> dict[str, Any]:
 
 def expected_checks(role: str) -> list[str]:
     return sorted(fly_toml(role).checks)
+
+
+def _seconds(duration: str | None) -> float:
+    """A Go duration as fly.toml writes them ("10s", "1m30s", "500ms") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration or ""))
+
+
+def critical_after(role: str, target: Target) -> float:
+    """How long a check may stay critical before the deploy calls it failed: on Fly its grace period
+    plus one interval (a machine that just booted); flysim decides checks at once."""
+    if target.rehearsal:
+        return 2.0
+    checks = machine_config(fly_toml(role), image="-", mounts={VOLUME_NAME: "-"}).get("checks") or {}
+    return max([_seconds(c.get("grace_period")) + _seconds(c.get("interval")) for c in checks.values()] + [10.0])
 
 
 def restart_policy(config: dict[str, Any]) -> str:
@@ -107,9 +123,10 @@ class SelfHostedPair(pulumi.ComponentResource):
         probe = target.health_probe(settings.relay_app)
         machines = pulumi.Output.all(self.relay_machine.machine_id, self.vm_machine.machine_id).apply(lambda ids: [
             {"app": settings.relay_app, "machine_id": ids[0], "checks": expected_checks("relay"),
-             "restart_policy": restart_policy(relay_config_)},
+             "restart_policy": restart_policy(relay_config_), "critical_after": critical_after("relay", target)},
             {"app": settings.vm_app, "machine_id": ids[1], "checks": expected_checks("vm"),
-             "restart_policy": restart_policy(vm_config(settings, "vol_pending"))},
+             "restart_policy": restart_policy(vm_config(settings, "vol_pending")),
+             "critical_after": critical_after("vm", target)},
         ])
         self.health = HealthGate(
             "health", machines=machines, probe_app=settings.relay_app, probe_url=probe.url, probe_host=probe.host,

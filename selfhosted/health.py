@@ -24,8 +24,9 @@ from fly.connection import FlyConnection
 from fly.errors import FlyError
 
 POLL_START, POLL_MAX = 0.25, 2.0
-# A check Fly reports critical for this long after the machine's grace period is a failure, not a
-# machine still starting.
+# A check still critical this long after we first saw it critical is a failure, not a machine still
+# starting; each machine's spec may say otherwise (``critical_after``: its checks' grace period plus
+# one interval on Fly).
 CRITICAL_FOR_SECONDS = 6.0
 
 
@@ -71,7 +72,8 @@ def check_machines(client: FlyClient, machines: list[dict[str, Any]], deadline: 
                 problems.append(detail)
                 if status == "critical":
                     first = critical_since.setdefault((app, name), time.monotonic())
-                    failed = failed or time.monotonic() - first >= CRITICAL_FOR_SECONDS
+                    patience = float(spec.get("critical_after") or CRITICAL_FOR_SECONDS)
+                    failed = failed or time.monotonic() - first >= patience
         if not problems:
             return statuses
         if failed or time.monotonic() >= deadline:

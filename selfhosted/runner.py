@@ -34,7 +34,7 @@ from pulumi import automation as auto
 
 from fly.errors import FlyError, FlyNotFound
 
-from .account import Account, AccountError, check_account, connect
+from .account import Account, AccountError, check_account, connect, refuse_existing
 from .component import SelfHostedPair, flycast_url
 from .progress import Progress, Redactor, Step, engine_step
 from .settings import CHANNELS, Credentials, DeploySettings
@@ -208,11 +208,17 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
     job: _Job | None = None
     try:
         job = _Job(target, credentials, backend_url, passphrase, progress)
-        if account is None:
-            job.step("checking the Fly token", "running", "account")
-            account = check_account(target, credentials.token, settings)
-            job.step(f"token ok: organization {account.org_name} ({account.org_slug}), can create apps", "done",
-                     "account")
+        try:
+            if account is None:
+                job.step("checking the Fly token", "running", "account")
+                account = check_account(target, credentials.token, settings)
+                job.step(f"token ok: organization {account.org_name} ({account.org_slug}), can create apps",
+                         "done", "account")
+            if backend_url is None:  # no state of an earlier deploy: its apps are not ours to take over
+                refuse_existing(account, settings)
+        except AccountError as exc:
+            job.step(str(exc), "failed", "account")
+            return SetupResult(ok=False, failure=job.redact(str(exc)))
         stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
         job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
         try:
@@ -322,6 +328,3 @@ def run_teardown(target: Target, settings: DeploySettings, token: str, progress:
         if not locked:
             LOCKS.release(target, settings.prefix)
 
-
-__all__ = ["AccountError", "CHANNELS", "EngineMissing", "PrefixBusy", "SetupResult", "check_account", "run_teardown",
-           "setup", "teardown"]

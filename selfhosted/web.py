@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .account import AccountError, check_account
+from .account import AccountError, check_account, refuse_existing
 from .jobs import PLAN_TTL_SECONDS, Job, Jobs, State
 from .plan import plan
 from .runner import LOCKS, PrefixBusy, run_teardown, setup
@@ -89,6 +89,10 @@ class Wizard:
             account = await asyncio.to_thread(check_account, self.target, credentials.token, settings)
         except AccountError as exc:
             return self.form(values, {"fly_token": "was not accepted (see above)"}, str(exc), 422)
+        try:
+            refuse_existing(account, settings)
+        except AccountError as exc:
+            return self.form(values, {"prefix": "is in use (see above)"}, str(exc), 409)
         job = self.jobs.add(Job("deploy", settings, self.target, credentials=credentials, account=account))
         return self.page("plan.html", job=job, items=plan(settings, account, self.target, credentials),
                          ttl_minutes=PLAN_TTL_SECONDS // 60)
