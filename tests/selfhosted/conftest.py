@@ -5,9 +5,12 @@ test's own directory (so the scan sees everything a job wrote)."""
 from __future__ import annotations
 
 import secrets
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -61,3 +64,45 @@ def engine(pulumi_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The real engine, found the way the runner finds it."""
     monkeypatch.setenv("ARTIFACT_PULUMI_BIN", str(pulumi_bin))
     return pulumi_bin
+
+
+class WizardServer:
+    """The wizard app on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, target: Any, **options: Any) -> None:
+        from selfhosted.web import create_app
+
+        self.app = create_app(target, **options)
+        self.url = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "WizardServer":
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert self._thread.is_alive() and time.monotonic() < deadline, "the wizard did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def wizard(flysim: Any, engine: Path) -> Iterator[WizardServer]:
+    from selfhosted.target import flysim_target
+
+    with WizardServer(flysim_target(flysim.url), health_timeout=30) as server:
+        yield server
