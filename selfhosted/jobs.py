@@ -39,6 +39,13 @@ class Job:
     def done(self) -> bool:
         return self.state in ("succeeded", "failed")
 
+    def lines(self) -> list[Step]:
+        """What the page shows: one line per key (its latest step), in the order keys first appeared."""
+        latest: dict[str, Step] = {}
+        for i, step in enumerate(self.steps):
+            latest[step.key or f"#{i}"] = step
+        return list(latest.values())
+
     def add(self, step: Step) -> None:
         with self._changed:
             self.steps.append(step)

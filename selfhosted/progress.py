@@ -96,7 +96,9 @@ def engine_step(event: Any) -> Step | None:
         text = clean_diagnostic(diag.message)
         if not text:
             return None
-        return Step(text, "failed" if diag.severity == "error" else "warning", key=diag.urn or "")
+        # Its own line: the resource's "failed" step must not replace the reason.
+        return Step(text, "failed" if diag.severity == "error" else "warning",
+                    key=f"{diag.urn}#diagnostic" if diag.urn else "")
     return None
 
 

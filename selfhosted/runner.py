@@ -155,10 +155,13 @@ class _Job:
     def step(self, text: str, status: Any = "info", key: str = "") -> None:
         self._progress(Step(self.redact(text), status, key))
 
+    phase = "up"  # "destroy" while rolling back: its lines follow the deploy's instead of replacing them
+
     def on_event(self, event: Any) -> None:
         step = engine_step(event)
         if step is not None:
-            self._progress(Step(self.redact(step.text), step.status, step.key, step.at))
+            key = f"{self.phase}:{step.key}" if step.key else ""
+            self._progress(Step(self.redact(step.text), step.status, key, step.at))
 
     def stack(self, settings: DeploySettings, program: Any) -> auto.Stack:
         opts = auto.LocalWorkspaceOptions(
@@ -256,6 +259,7 @@ def _failure_text(job: _Job, exc: auto.CommandError) -> str:
 def _rollback(job: _Job, stack: auto.Stack, target: Target, credentials: Credentials,
               settings: DeploySettings) -> list[str]:
     job.step("rolling back: removing what this deploy created", "running", "rollback")
+    job.phase = "destroy"
     try:
         stack.destroy(on_event=job.on_event, color="never", on_output=lambda _line: None)
     except auto.CommandError as exc:
