@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -33,7 +34,9 @@ class Job:
     result: SetupResult | None = None
     left_behind: list[str] = field(default_factory=list)
     created: float = field(default_factory=time.monotonic)
-    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Event streams waiting for the next step: woken from the job's thread, on their own loop.
+    _watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set, repr=False)
 
     @property
     def done(self) -> bool:
@@ -47,20 +50,37 @@ class Job:
         return list(latest.values())
 
     def add(self, step: Step) -> None:
-        with self._changed:
+        with self._lock:
             self.steps.append(step)
-            self._changed.notify_all()
+            self._notify()
 
     def finish(self, state: State) -> None:
-        with self._changed:
+        with self._lock:
             self.credentials = None
             self.state = state
-            self._changed.notify_all()
+            self._notify()
 
-    def wait(self, seen: int, timeout: float) -> tuple[list[Step], bool]:
-        """Steps after the first ``seen``, waiting up to ``timeout`` for one; and whether the job is done."""
-        with self._changed:
-            self._changed.wait_for(lambda: len(self.steps) > seen or self.done, timeout=timeout)
+    def _notify(self) -> None:
+        for loop, event in list(self._watchers):
+            loop.call_soon_threadsafe(event.set)
+
+    async def next_steps(self, seen: int, timeout: float) -> tuple[list[Step], bool]:
+        """Steps after the first ``seen``, waiting up to ``timeout`` for one, and whether the job is done.
+        No thread is held while an event stream waits."""
+        event = asyncio.Event()
+        watcher = (asyncio.get_running_loop(), event)
+        with self._lock:
+            if len(self.steps) > seen or self.done:
+                return list(self.steps[seen:]), self.done
+            self._watchers.add(watcher)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._watchers.discard(watcher)
+        with self._lock:
             return list(self.steps[seen:]), self.done
 
 

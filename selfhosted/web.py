@@ -151,7 +151,7 @@ class Wizard:
             nonlocal seen
             yield "retry: 2000\n\n"
             while True:
-                steps, done = await asyncio.to_thread(job.wait, seen, 15.0)
+                steps, done = await job.next_steps(seen, 15.0)
                 for step in steps:
                     yield f"event: step\ndata: {json.dumps(step.as_dict())}\n\n"
                 seen += len(steps)

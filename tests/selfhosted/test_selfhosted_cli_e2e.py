@@ -100,3 +100,48 @@ def test_bad_input_fails_before_any_call(flysim: FlysimServer, tmp_path: Path, c
                    {**env, "ANTHROPIC_API_KEY": ""}, tmp_path)
     assert missing.returncode == 2 and "Anthropic API key is missing: set ANTHROPIC_API_KEY" in missing.stderr
     assert flysim.calls() == []
+
+
+def _converse(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]], timeout: float = 60) -> tuple[str, int]:
+    """Run the CLI on a terminal of its own (a pty), typing each answer after its prompt appears."""
+    import pty
+    import select
+    import time
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal, as a user's shell would be
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "selfhosted", *argv], env)
+    transcript = b""
+    deadline = time.monotonic() + timeout
+    pending = list(answers)
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            transcript += chunk
+        if pending and pending[0][0].encode() in transcript:
+            os.write(master, pending.pop(0)[1].encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    return transcript.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+def test_setup_prompts_without_echo_and_asks_before_deploying(flysim: FlysimServer, tmp_path: Path,
+                                                              creds: dict[str, str]) -> None:
+    env = {**os.environ, **_cred_env(creds), "FLY_API_TOKEN": flysim.token, "PYTHONPATH": str(REPO),
+           "TMPDIR": str(tmp_path)}
+    del env["ANTHROPIC_API_KEY"]
+    transcript, code = _converse(["setup", "--prefix", "hank", "--flysim-url", flysim.url],
+                                 env, [("Anthropic API key (input hidden): ", creds["anthropic_api_key"]),
+                                       ("Deploy? [y/N]", "n")])
+    assert "Anthropic API key (input hidden): " in transcript
+    assert creds["anthropic_api_key"] not in transcript  # typed, not echoed
+    assert "The plan (nothing is created yet):" in transcript
+    assert "not deployed" in transcript and code == 1
+    assert not [a for a in flysim.state()["apps"] if a["name"].startswith("hank-")]
