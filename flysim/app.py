@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import apps, machines, volumes
+from . import apps, machines, ratelimit, volumes
 from . import checks as checks_mod
 from .errors import ApiError
 from .faults import Fault, FaultSpec
@@ -89,8 +89,10 @@ class Endpoint:
         machine_id = params.get("machine_id")
         try:
             principal = sim.auth.authenticate(request.headers.get("authorization")) if self.auth else None
-            ident = machine_id or app_name or params.get("org_slug") or "-"
-            retry = sim.ratelimiter.check(self.operation, ident)
+            body = await request.body() if self.operation == "Apps_create" else b""
+            ident = ratelimit.identifier(self.operation, params, request.query_params, body)
+            app = sim.find_app(app_name) if app_name else None
+            retry = sim.ratelimiter.check(self.operation, ident, org_slug=app.org_slug if app else None)
             if retry is not None:
                 raise ApiError(429, "rate limit exceeded", headers={"Retry-After": str(retry)})
         except ApiError as err:
