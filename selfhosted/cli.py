@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -238,9 +239,21 @@ def _explain(exc: SettingsError) -> str:
     return "; ".join(f"{flags.get(k) or SECRET_ENV.get(k, k)}: {v}" for k, v in exc.problems.items())
 
 
+def _terminate(_signum: int, _frame: Any) -> None:
+    """SIGTERM as Ctrl-C: the engine (our process group, when we lead it) cancels gracefully and the
+    deploy rolls back instead of leaving half a pair."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.getpgrp() == os.getpid():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # ours comes below, once
+        os.killpg(os.getpgrp(), signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None, *, env: dict[str, str] | None = None, inp: TextIO | None = None,
          out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     env = dict(os.environ) if env is None else env
     inp, out = inp or sys.stdin, out or sys.stdout
     try:

@@ -25,6 +25,7 @@ import secrets as pysecrets
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,13 @@ class _Job:
     def close(self) -> None:
         self.passphrase = ""
         self.env.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        # After an interrupt, a plugin process of the cancelled engine may still be writing here while it
+        # exits: remove again until nothing is left (bounded; it holds no credential in plaintext anyway).
+        for attempt in range(20):
+            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.root.exists():
+                return
+            time.sleep(0.1 * (attempt + 1))
 
 
 def program_for(settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
@@ -224,13 +231,18 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
             return SetupResult(ok=False, failure=job.redact(str(exc)))
         stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
         job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
-        try:
-            result = stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
-        except auto.CommandError as exc:
-            failure = _failure_text(job, exc)
+        result, error, interrupted = _up(job, stack)
+        if error is not None or interrupted:
+            if interrupted:
+                failure = "interrupted before it finished"
+            elif isinstance(error, auto.CommandError):
+                failure = _failure_text(job, error)
+            else:
+                failure = f"{type(error).__name__}: {job.redact(str(error))}"
             job.step(f"deploy failed: {failure}", "failed", "deploy")
             left = _rollback(job, stack, target, credentials, settings)
             return SetupResult(ok=False, failure=failure, left_behind=left)
+        assert result is not None
         outputs = {k: v.value for k, v in result.outputs.items() if not v.secret}
         relay_url = str(outputs.get("relay_url", target.public_url(settings.relay_app)))
         job.step(f"healthy: {relay_url}/health answers ok; machine checks passing", "done", "deploy")
@@ -241,6 +253,30 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
             job.close()
         if not locked:
             LOCKS.release(target, settings.prefix)
+
+
+def _up(job: _Job, stack: auto.Stack) -> tuple[auto.UpResult | None, BaseException | None, bool]:
+    """``up`` on a thread of its own, so an interrupt (Ctrl-C, or SIGTERM through the CLI) reaches this
+    thread while the engine, in the same process group, cancels gracefully; the caller then rolls back."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="pulumi-up", daemon=True)
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            if not interrupted:
+                job.step("interrupted: stopping the deploy, then removing what it made", "warning", "interrupt")
+            interrupted = True
+    return box.get("result"), box.get("error"), interrupted
 
 
 def _failure_text(job: _Job, exc: auto.CommandError) -> str:
