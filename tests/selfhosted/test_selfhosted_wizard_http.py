@@ -83,3 +83,16 @@ def test_unknown_jobs_and_expired_plans_are_said_in_words(wizard: WizardServer) 
         expired = http.post("/jobs/nope/deploy")
         assert expired.status_code == 404 and "Fill in the form again" in expired.text
         assert http.get("/jobs/nope/events").status_code == 404
+
+
+def test_two_users_deploy_at_once(wizard: WizardServer, flysim: FlysimServer, creds: dict[str, str]) -> None:
+    with httpx.Client(base_url=wizard.url, timeout=120) as http:
+        jobs = [_plan(http, _form(flysim, creds, prefix)) for prefix in ("par-a", "par-b")]
+        for job in jobs:
+            assert http.post(f"/jobs/{job}/deploy").status_code == 303
+        for job in jobs:
+            with http.stream("GET", f"/jobs/{job}/events") as stream:
+                body = "".join(stream.iter_text())
+            assert body.rstrip().endswith('data: {"state": "succeeded"}'), body[-2000:]
+    names = {a["name"] for a in flysim.state()["apps"]}
+    assert {"par-a-relay", "par-a-vm", "par-b-relay", "par-b-vm"} <= names
