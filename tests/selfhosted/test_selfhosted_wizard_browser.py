@@ -4,6 +4,7 @@ each step goes to artifacts/screenshots/<test>/."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -74,7 +75,9 @@ def _apps(flysim: FlysimServer, prefix: str) -> list[str]:
 
 
 def test_deploy_and_tear_down_from_a_phone(wizard: WizardServer, flysim: FlysimServer, phone: tuple[Page, Shots],
-                                           creds: dict[str, str], job_tmp: Path) -> None:
+                                           creds: dict[str, str], job_tmp: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # every log record of the wizard, the runner and the Fly client
     page, shot = phone
     values = secret_values(creds, flysim.token)
     page.goto(wizard.url)
@@ -113,7 +116,8 @@ def test_deploy_and_tear_down_from_a_phone(wizard: WizardServer, flysim: FlysimS
     _no_credential(page, values)
     shot("torn-down")
     assert _apps(flysim, "phone") == []
-    assert scan(values, job_tmp) == []
+    assert scan(values, job_tmp) == []  # the jobs' temp dirs: backend, work dir, Pulumi home, event logs
+    assert caplog.records and not [name for name, value in values.items() if value in caplog.text]
 
 
 def test_a_failing_health_check_shows_what_failed_and_leaves_nothing(
