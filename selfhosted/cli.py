@@ -139,6 +139,9 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         parse_settings(settings_in)
     except SettingsError as exc:
         raise UsageError(_explain(exc)) from None
+    if args.backend and not env.get("PULUMI_CONFIG_PASSPHRASE"):
+        raise UsageError("--backend: set PULUMI_CONFIG_PASSPHRASE too (the state's secrets are encrypted with it; "
+                         "without it a later run could not read them)")
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
         credentials_in: dict[str, Any] = {"twilio_whatsapp_number": args.twilio_whatsapp_number}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -135,9 +136,9 @@ class _Job:
             backend_url = f"file://{self.root / 'backend'}"
         self.passphrase = passphrase if not own_backend and passphrase else pysecrets.token_urlsafe(32)
         bin_dir = pulumi_bin()
-        venv_bin = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
         self.env = {
-            "PATH": f"{bin_dir}:{venv_bin}:{os.environ.get('PATH', '')}",
+            # The provider processes run on this interpreter (its virtualenv has the SDK and the project's deps).
+            "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             # The provider processes import fly.providers and selfhosted.health from the checkout.
             "PYTHONPATH": str(REPO),
             "PULUMI_BACKEND_URL": backend_url,

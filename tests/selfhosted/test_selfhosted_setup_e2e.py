@@ -131,3 +131,20 @@ def test_one_job_per_prefix(flysim: FlysimServer, engine: Path, creds: dict[str,
     finally:
         LOCKS.release(target, "dave")
     assert _apps(flysim, "dave") == {}
+
+
+def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimServer, engine: Path, job_tmp: Path,
+                                                               tmp_path: Path, creds: dict[str, str]) -> None:
+    settings, credentials = parse({"prefix": "jill"}, {**creds, "fly_token": flysim.token})
+    target = flysim_target(flysim.url)
+    backend = f"file://{tmp_path / 'backend'}"
+    (tmp_path / "backend").mkdir()
+    first = setup(target, settings, credentials, lambda _s: None, backend_url=backend, passphrase="pass-phrase-1")
+    assert first.ok, first.failure
+    flysim.clear_calls()
+    steps: list[Step] = []
+    second = setup(target, settings, credentials, steps.append, backend_url=backend, passphrase="pass-phrase-1")
+    assert second.ok, second.failure
+    assert [c for c in flysim.calls() if c.get("mutating")] == []  # an up with nothing to change changes nothing
+    assert not [s for s in steps if s.status == "running" and s.key.startswith("up:")]
+    assert run_teardown(target, settings, flysim.token, lambda _s: None) == []
