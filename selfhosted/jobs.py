@@ -17,6 +17,7 @@ from .settings import Credentials, DeploySettings
 from .target import Target
 
 PLAN_TTL_SECONDS = 15 * 60
+RESULT_TTL_SECONDS = 24 * 3600  # a finished job's page (it holds no credential)
 Kind = Literal["deploy", "teardown"]
 State = Literal["planned", "running", "succeeded", "failed"]
 
@@ -105,6 +106,8 @@ class Jobs:
         for job in list(self._jobs.values()):
             if job.state == "planned" and now - job.created > PLAN_TTL_SECONDS:
                 job.credentials = None  # an unstarted plan forgets the credentials it held
+                del self._jobs[job.id]
+            elif job.done and now - job.created > RESULT_TTL_SECONDS:
                 del self._jobs[job.id]
 
     def start(self, job: Job, work: Callable[[Job], State]) -> None:
