@@ -103,33 +103,38 @@ def test_bad_input_fails_before_any_call(flysim: FlysimServer, tmp_path: Path, c
 
 
 def _converse(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]], timeout: float = 60) -> tuple[str, int]:
-    """Run the CLI on a terminal of its own (a pty), typing each answer after its prompt appears."""
-    import pty
+    """Run the CLI on a terminal (a pty as its stdin and stdout, as in a user's shell), typing each answer
+    after its prompt appears."""
     import select
     import time
 
-    pid, master = pty.fork()
-    if pid == 0:  # the child: the pty is its controlling terminal, as a user's shell would be
-        os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "selfhosted", *argv], env)
+    master, terminal = os.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "selfhosted", *argv], env=env, cwd=REPO, stdin=terminal,
+                               stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
     transcript = b""
     deadline = time.monotonic() + timeout
     pending = list(answers)
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
+    while time.monotonic() < deadline and process.poll() is None:
+        ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
-                chunk = os.read(master, 4096)
+                transcript += os.read(master, 4096)
             except OSError:
                 break
-            if not chunk:
-                break
-            transcript += chunk
         if pending and pending[0][0].encode() in transcript:
             os.write(master, pending.pop(0)[1].encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
+    code = process.wait(timeout=30)
+    while select.select([master], [], [], 0)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        transcript += chunk
     os.close(master)
-    return transcript.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+    return transcript.decode(errors="replace"), code
 
 
 def test_setup_prompts_without_echo_and_asks_before_deploying(flysim: FlysimServer, tmp_path: Path,
