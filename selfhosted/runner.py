@@ -39,7 +39,7 @@ from fly.errors import FlyError, FlyNotFound
 from .account import Account, AccountError, check_account, connect, refuse_existing
 from .component import SelfHostedPair, flycast_url
 from .progress import Progress, Redactor, Step, engine_step
-from .settings import CHANNELS, Credentials, DeploySettings
+from .settings import Credentials, DeploySettings
 from .target import Target
 
 REPO = Path(__file__).resolve().parent.parent
