@@ -182,3 +182,35 @@ def test_setup_stopped_midway_rolls_back(flysim: FlysimServer, engine: Path, tmp
     assert not [a for a in flysim.state()["apps"] if a["name"].startswith("ivan-")]
     assert [str(p.relative_to(tmp)) for p in tmp.rglob('*')] == []
     assert scan(secret_values(creds, flysim.token), tmp) == []
+
+
+def test_the_wizard_starts_with_one_command(tmp_path: Path) -> None:
+    """`python -m selfhosted wizard`: a rehearsal flysim, the page, the token to paste; stops on SIGTERM."""
+    import re
+    import signal
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "selfhosted", "wizard", "--port", str(port), "--flysim-state",
+                                str(tmp_path / "state.json")], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert f"wizard: http://127.0.0.1:{port}/ (deploying to flysim)" in lines[1]
+        token = re.search(r"use this Fly token in the form \(a simulator's token\): (\S+)", lines[2]).group(1)
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and 'id="fly_token"' in page.text and 'id="rehearsal"' in page.text
+        plan = httpx.post(f"http://127.0.0.1:{port}/plan", timeout=30, data={
+            "fly_token": token, "prefix": "kim", "anthropic_api_key": "sk-ant-" + "k" * 30,
+            "twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t" * 32,
+            "twilio_whatsapp_number": "+14155238886"})
+        assert plan.status_code == 200 and "Token ok: organization" in plan.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
