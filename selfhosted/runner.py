@@ -34,7 +34,7 @@ from typing import Any
 import pulumi
 from pulumi import automation as auto
 
-from fly.errors import FlyError, FlyNotFound
+from fly.errors import FlyAuthError, FlyError, FlyNotFound
 
 from .account import Account, AccountError, check_account, connect, refuse_existing
 from .component import SelfHostedPair, flycast_url
@@ -315,12 +315,14 @@ def teardown(target: Target, settings: DeploySettings, token: str, step: Any,
     """Remove the agent VM, then the relay. Returns the apps still there (empty on success)."""
     org = org_slug or settings.org
     left: list[str] = []
+    gone: list[str] = []
     with connect(target, token) as client:
         for app in (settings.vm_app, settings.relay_app):
             try:
                 found = client.find_app(app)
                 if found is None:
                     step(f"{app}: already gone", "done", f"teardown:{app}")
+                    gone.append(app)
                     continue
                 if found.organization is not None and found.organization.slug not in (org, None):
                     step(f"{app} belongs to organization {found.organization.slug!r}, not {org!r}: left alone",
@@ -338,9 +340,14 @@ def teardown(target: Target, settings: DeploySettings, token: str, step: Any,
                     if volume.state not in ("destroyed", "destroying", "pending_destroy"):
                         client.delete_volume(app, volume.id)
                 client.delete_app(app)
+                gone.append(app)
                 step(f"{app}: removed ({len(machines)} machine(s))", "done", f"teardown:{app}")
             except FlyNotFound:
                 step(f"{app}: already gone", "done", f"teardown:{app}")
+            except FlyAuthError:
+                step(f"{target.name} refused the token (unauthorized): paste the whole token of the org that has "
+                     f"{app}", "failed", "teardown")
+                return [a for a in (settings.vm_app, settings.relay_app) if a not in gone]
             except FlyError as exc:
                 step(f"{app}: could not remove it ({exc})", "failed", f"teardown:{app}")
                 left.append(app)

@@ -22,6 +22,13 @@ def _form(flysim: FlysimServer, creds: dict[str, str], prefix: str) -> dict[str,
             "twilio_auth_token": creds["twilio_auth_token"], "twilio_whatsapp_number": creds["twilio_whatsapp_number"]}
 
 
+def _finished(http: httpx.Client, job_page: str) -> httpx.Response:
+    """The job's page once the job has ended (its event stream ends then)."""
+    with http.stream("GET", f"{job_page}/events") as stream:
+        "".join(stream.iter_text())
+    return http.get(job_page)
+
+
 def _plan(http: httpx.Client, form: dict[str, str]) -> str:
     answer = http.post("/plan", data=form)
     assert answer.status_code == 200, answer.text
@@ -75,6 +82,12 @@ def test_teardown_wants_a_confirmation_and_a_token(wizard: WizardServer, flysim:
                                             "confirm": "yes"}, follow_redirects=True)
         assert done.status_code == 200
     assert flysim.token not in done.text
+    with httpx.Client(base_url=wizard.url, timeout=30) as http:
+        started = http.post("/teardown", data={"prefix": "x1", "org": "personal", "fly_token": "fo1_wrong-token-123",
+                                               "confirm": "yes"})
+        refused = _finished(http, started.headers["location"])
+    assert 'id="teardown-failed"' in refused.text
+    assert "flysim refused the token (unauthorized)" in refused.text and "fo1_wrong-token-123" not in refused.text
 
 
 def test_unknown_jobs_and_expired_plans_are_said_in_words(wizard: WizardServer) -> None:
