@@ -139,6 +139,7 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         parse_settings(settings_in)
     except SettingsError as exc:
         raise UsageError(_explain(exc)) from None
+    _require_engine()
     if args.backend and not env.get("PULUMI_CONFIG_PASSPHRASE"):
         raise UsageError("--backend: set PULUMI_CONFIG_PASSPHRASE too (the state's secrets are encrypted with it; "
                          "without it a later run could not read them)")
@@ -222,6 +223,7 @@ def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
 
     from .web import create_app
 
+    _require_engine()
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
         app = create_app(target, health_timeout=args.health_timeout, relay_image=args.relay_image,
@@ -233,6 +235,15 @@ def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
         # No access log: paths hold no credentials, but the wizard keeps its logs to what it says itself.
         uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     return 0
+
+
+def _require_engine() -> None:
+    from .runner import EngineMissing, pulumi_bin
+
+    try:
+        pulumi_bin()
+    except EngineMissing as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _explain(exc: SettingsError) -> str:
