@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     wizard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     wizard.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
     wizard.add_argument("--health-timeout", type=int, default=120, help="seconds health may take to pass")
+    wizard.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (needed beyond loopback: the "
+                        "form carries credentials)")
+    wizard.add_argument("--ssl-keyfile", help="the certificate's private key")
     wizard.add_argument("--relay-image", help="relay image (default: the [build] image of fly.relay.toml)")
     wizard.add_argument("--vm-image", help="agent VM image (default: the [build] image of fly.vm.toml)")
 
@@ -228,12 +231,18 @@ def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
         target, rehearsal_token = _open_target(args, stack, out)
         app = create_app(target, health_timeout=args.health_timeout, relay_image=args.relay_image,
                          vm_image=args.vm_image)
-        print(f"wizard: http://{args.host}:{args.port}/ (deploying to {target.name})", file=out, flush=True)
+        scheme = "https" if args.ssl_certfile else "http"
+        print(f"wizard: {scheme}://{args.host}:{args.port}/ (deploying to {target.name})", file=out, flush=True)
+        if scheme == "http" and args.host not in ("127.0.0.1", "localhost", "::1"):
+            print("warning: serving plain HTTP beyond loopback: the form's credentials would cross the network "
+                  "unencrypted; pass --ssl-certfile/--ssl-keyfile or put it behind an HTTPS proxy", file=out,
+                  flush=True)
         if rehearsal_token:
             print(f"rehearsal: use this Fly token in the form (a simulator's token): {rehearsal_token}",
                   file=out, flush=True)
         # No access log: paths hold no credentials, but the wizard keeps its logs to what it says itself.
-        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning",
+                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0
 
 

@@ -87,7 +87,8 @@ def test_rehearsal_on_the_embedded_flysim_needs_no_fly_account(engine: Path, tmp
     assert scan(secret_values(creds, "unused-token-value"), tmp, state) == []
 
 
-def test_bad_input_fails_before_any_call(flysim: FlysimServer, tmp_path: Path, creds: dict[str, str]) -> None:
+def test_bad_input_fails_before_any_call(flysim: FlysimServer, engine: Path, tmp_path: Path,
+                                        creds: dict[str, str]) -> None:
     env = {**_cred_env(creds), "FLY_API_TOKEN": flysim.token}
     flysim.clear_calls()
     bad = _run(["setup", "--prefix", "Bad_Name", "--region", "mars", "--vm-size", "huge", "--flysim-url",
@@ -137,7 +138,7 @@ def _converse(argv: list[str], env: dict[str, str], answers: list[tuple[str, str
     return transcript.decode(errors="replace"), code
 
 
-def test_setup_prompts_without_echo_and_asks_before_deploying(flysim: FlysimServer, tmp_path: Path,
+def test_setup_prompts_without_echo_and_asks_before_deploying(flysim: FlysimServer, engine: Path, tmp_path: Path,
                                                               creds: dict[str, str]) -> None:
     env = {**os.environ, **_cred_env(creds), "FLY_API_TOKEN": flysim.token, "PYTHONPATH": str(REPO),
            "TMPDIR": str(tmp_path)}
@@ -184,7 +185,7 @@ def test_setup_stopped_midway_rolls_back(flysim: FlysimServer, engine: Path, tmp
     assert scan(secret_values(creds, flysim.token), tmp) == []
 
 
-def test_the_wizard_starts_with_one_command(tmp_path: Path) -> None:
+def test_the_wizard_starts_with_one_command(engine: Path, tmp_path: Path) -> None:
     """`python -m selfhosted wizard`: a rehearsal flysim, the page, the token to paste; stops on SIGTERM."""
     import re
     import signal
