@@ -17,8 +17,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
+from fly.regions import REGIONS
+
 from .progress import Step
-from .settings import CHANNELS, DEFAULT_VM_SIZE, REGIONS, VM_SIZES, SettingsError, parse, parse_settings
+from .settings import CHANNELS, DEFAULT_VM_SIZE, VM_SIZES, SettingsError, parse, parse_settings
 from .target import EmbeddedFlysim, Target, fly_target, flysim_target
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fly.regions import REGIONS
+
 from .account import Account
 from .component import VOLUME_NAME, expected_checks, flycast_url, relay_config, restart_policy, vm_config
-from .settings import CHANNELS, REGIONS, VM_SIZES, Credentials, DeploySettings
+from .settings import CHANNELS, VM_SIZES, Credentials, DeploySettings
 from .target import Target
 
 

@@ -12,16 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-# Fly's regions (`fly platform regions`); a typo fails here, not halfway through a deploy.
-REGIONS: dict[str, str] = {
-    "ams": "Amsterdam", "arn": "Stockholm", "atl": "Atlanta", "bog": "Bogotá", "bom": "Mumbai", "bos": "Boston",
-    "cdg": "Paris", "den": "Denver", "dfw": "Dallas", "ewr": "Secaucus", "eze": "Ezeiza", "fra": "Frankfurt",
-    "gdl": "Guadalajara", "gig": "Rio de Janeiro", "gru": "São Paulo", "hkg": "Hong Kong", "iad": "Ashburn",
-    "jnb": "Johannesburg", "lax": "Los Angeles", "lhr": "London", "mad": "Madrid", "mia": "Miami",
-    "nrt": "Tokyo", "ord": "Chicago", "otp": "Bucharest", "phx": "Phoenix", "qro": "Querétaro",
-    "scl": "Santiago", "sea": "Seattle", "sin": "Singapore", "sjc": "San Jose", "syd": "Sydney",
-    "waw": "Warsaw", "yul": "Montreal", "yyz": "Toronto",
-}
+from fly.regions import region_problem
 
 
 @dataclass(frozen=True)
@@ -98,8 +89,9 @@ class DeploySettings(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if value not in REGIONS:
-            raise ValueError(f"{value!r} is not a Fly region; pick one of {', '.join(sorted(REGIONS))}")
+        problem = region_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} {problem}")
         return value
 
     @field_validator("vm_size")

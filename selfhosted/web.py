@@ -21,11 +21,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from fly.regions import REGIONS
+
 from .account import AccountError, check_account, refuse_existing
 from .jobs import PLAN_TTL_SECONDS, Job, Jobs, State
 from .plan import plan
 from .runner import LOCKS, PrefixBusy, run_teardown, setup
-from .settings import CHANNELS, DEFAULT_VM_SIZE, REGIONS, VM_SIZES, SettingsError, parse, parse_settings
+from .settings import CHANNELS, DEFAULT_VM_SIZE, VM_SIZES, SettingsError, parse, parse_settings
 from .target import Target
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -29,7 +29,7 @@ def test_good_prefixes(prefix: str) -> None:
 
 @pytest.mark.parametrize(("field", "value", "words"), [
     ("region", "mars", "is not a Fly region"),
-    ("region", "AMS", "is not a Fly region"),
+    ("region", "AMS", "Fly region codes are lowercase: use 'ams'"),
     ("vm_size", "huge", "is not a size for the agent VM"),
     ("volume_size_gb", "0", "between 1 and 500"),
     ("volume_size_gb", "501", "between 1 and 500"),
