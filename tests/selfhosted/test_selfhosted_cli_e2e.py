@@ -13,7 +13,7 @@ import pytest
 
 from flysim.testing import FlysimServer
 
-from conftest import scan, secret_values
+from selfhosted_helpers import scan, secret_values
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from selfhosted.runner import LOCKS, PrefixBusy, run_teardown, setup
 from selfhosted.settings import parse
 from selfhosted.target import flysim_target
 
-from conftest import scan, secret_values
+from selfhosted_helpers import scan, secret_values
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from flysim.testing import FlysimServer
 
-from conftest import WizardServer, scan, secret_values
+from selfhosted_helpers import WizardServer, scan, secret_values
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 
 from flysim.testing import FlysimServer
 
-from conftest import WizardServer, secret_values
+from selfhosted_helpers import WizardServer, secret_values
 
 pytestmark = pytest.mark.e2e
 
