@@ -181,7 +181,7 @@ def test_setup_stopped_midway_rolls_back(flysim: FlysimServer, engine: Path, tmp
     assert "FAILED: interrupted before it finished" in out
     assert "Rolled back: nothing of 'ivan' is left." in out
     assert not [a for a in flysim.state()["apps"] if a["name"].startswith("ivan-")]
-    assert [str(p.relative_to(tmp)) for p in tmp.rglob('*')] == []
+    assert [str(p.relative_to(tmp)) for p in tmp.rglob('*')] == [], out
     assert scan(secret_values(creds, flysim.token), tmp) == []
 
 
