@@ -85,7 +85,7 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
         return olds.get("state") in NOT_RUNNING and not news.get("skip_launch")
 
     def create_resource(self, client: FlyClient, inputs: MachineInputs) -> tuple[str, MachineOutputs]:
-        config = inputs.config.model_dump(exclude_none=True)
+        config = normal(inputs.config.model_dump(exclude_none=True))  # the engine hands ints over as floats
         try:
             machine = client.create_machine(
                 inputs.app, config, name=inputs.name, region=inputs.region, skip_launch=inputs.skip_launch,
@@ -108,7 +108,7 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
             client.start_machine(inputs.app, id_)
             self._settle(client, inputs, None, id_)
             return state.model_copy(update={"state": "started"})
-        machine = self._apply(client, inputs, id_, inputs.config.model_dump(exclude_none=True))
+        machine = self._apply(client, inputs, id_, normal(inputs.config.model_dump(exclude_none=True)))
         return _outputs(machine, None if inputs.skip_launch else "started")
 
     def _apply(self, client: FlyClient, inputs: MachineInputs, machine_id: str,

@@ -23,7 +23,7 @@ from ..errors import (
     FlyReleaseCommandFailed,
     FlyWaitTimeout,
 )
-from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs
+from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, normal
 
 log = logging.getLogger("fly.providers")
 
@@ -136,7 +136,7 @@ class ReleaseCommandProvider(FlyProvider[ReleaseCommandInputs, ReleaseCommandOut
         digest = hashlib.sha256(json.dumps(inputs.config, sort_keys=True).encode()).hexdigest()[:12]
         name = f"release-{digest}"
         try:
-            machine_id = client.create_machine(inputs.app, inputs.config, name=name, region=inputs.region).id
+            machine_id = client.create_machine(inputs.app, normal(inputs.config), name=name, region=inputs.region).id
         except FlyAlreadyExists as exc:
             if exc.existing_id is None:
                 raise
