@@ -92,8 +92,10 @@ def _recover(cli: Cli, *, check_restore: bool) -> None:
 
 def _assert_one_of_each_and_known(s: Any, sim: SliceView) -> None:
     """No duplicate (one machine per service, one volume, one live token, no worker) and no orphan
-    (every one of them is the one the state records)."""
+    (every app, machine, volume and token at Fly is one the state records)."""
     state = state_resources(s)
+    assert set(sim.apps) == {r["id"] for name, r in state.items() if name.endswith("-app")}, \
+        f"apps at Fly {sorted(sim.apps)}; in the state {sorted(n for n in state if n.endswith('-app'))}"
     for role, resource in (("nfs", "nfs-machine"), ("fly-router", "router-machine"), ("fly-exec", "exec-machine")):
         machines = sim.machines(role)
         assert [m["id"] for m in machines] == [state[resource]["outputs"]["machine_id"]], \
