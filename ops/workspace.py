@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 from pulumi import automation as auto
 
 REPO = Path(__file__).resolve().parent.parent
+# The program runs in the virtualenv this process runs in (Pulumi.yaml names `.venv`): the tests exercise the
+# Python they were started with (scripts/test runs them on 3.11 and 3.13), the cycle that of scripts/setup.sh.
+VENV = Path(sys.prefix)
 
 
 def find_pulumi_bin() -> Path | None:
@@ -35,14 +39,15 @@ def find_pulumi_bin() -> Path | None:
     return None
 
 
-def link_project(work_dir: Path, repo: Path = REPO) -> Path:
-    """Make ``work_dir`` a project directory: every top-level entry of the checkout (and its `.venv`) as a
-    link, except the stack files `Pulumi.<stack>.yaml`. Idempotent (a rerun finds its links)."""
+def link_project(work_dir: Path, repo: Path = REPO, venv: Path = VENV) -> Path:
+    """Make ``work_dir`` a project directory: every top-level entry of the checkout as a link, except hidden
+    ones and the stack files `Pulumi.<stack>.yaml`, and ``venv`` as `.venv`. Idempotent (a rerun finds its
+    links)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    for entry in [*repo.iterdir()]:
-        name = entry.name
-        if (name.startswith(".") and name != ".venv") or (name.startswith("Pulumi.") and name != "Pulumi.yaml"):
-            continue
+    entries = {e.name: e for e in repo.iterdir()
+               if not e.name.startswith(".") and not (e.name.startswith("Pulumi.") and e.name != "Pulumi.yaml")}
+    entries[".venv"] = venv
+    for name, entry in entries.items():
         link = work_dir / name
         if not link.is_symlink() and not link.exists():
             link.symlink_to(entry)
@@ -55,7 +60,7 @@ def engine_env(*, pulumi_bin: Path | None, pulumi_home: Path | None = None, back
     """The environment the engine runs with (on top of this process's own): the engine and the project's
     virtualenv first on PATH, no update check, no plugin downloads. Unset arguments leave the inherited
     value (e.g. a PULUMI_BACKEND_URL or PULUMI_ACCESS_TOKEN of the caller's) alone."""
-    path = [str(REPO / ".venv" / "bin"), os.environ.get("PATH", "")]
+    path = [str(VENV / "bin"), os.environ.get("PATH", "")]
     if pulumi_bin is not None:
         path.insert(0, str(pulumi_bin))
     env = {"PATH": os.pathsep.join(path), "PULUMI_SKIP_UPDATE_CHECK": "true",
