@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,15 @@ def _timed(step: Any) -> tuple[float, bool, str]:
         step()
         return time.perf_counter() - started, True, ""
     except Exception as exc:  # noqa: BLE001 - a failed step is a result, reported with its cause
-        return time.perf_counter() - started, False, str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+        return time.perf_counter() - started, False, error_summary(exc)
+
+
+def error_summary(exc: Exception) -> str:
+    """The engine's first `error:` line (the resource's own, not "update failed"), with the slice's name
+    generalised so that the same failure of several slices counts once."""
+    lines = [line.strip() for line in str(exc).splitlines() if "error:" in line and "update failed" not in line]
+    text = lines[0] if lines else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"\bscale\d+-\d+", "<slice>", text.removeprefix("error: "))[:240]
 
 
 # -- one slice -------------------------------------------------------------------------------------

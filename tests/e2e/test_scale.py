@@ -27,7 +27,9 @@ def _run_all(stacks: list[SliceStack], operation: str) -> dict[str, str]:
             getattr(s, operation)()
             return None
         except auto.CommandError as exc:
-            return str(exc)[-1500:]
+            errors = [line.strip() for line in str(exc).splitlines()
+                      if "error:" in line and "update failed" not in line]
+            return "\n".join(dict.fromkeys(errors)) or str(exc)[-1500:]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(stacks)) as pool:
         results = list(pool.map(run, stacks))
