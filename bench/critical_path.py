@@ -35,8 +35,9 @@ IDEAL: dict[str, tuple[int, tuple[str, ...], str]] = {
     "validation": (3, (), "phase 6: the reads in parallel, the synthetic app's create and delete"),
 }
 
-# The kind of a resource: its type token when it has one of its own (`fly:index:Machine`), else (a
-# `pulumi-python:dynamic:Resource`) the outputs only that kind has.
+# The kind of a resource: its type name when it has one of its own (`fly:index:Machine`,
+# `pulumi-python:dynamic/fly:Machine`), else (an untyped `pulumi-python:dynamic:Resource`) the outputs only
+# that kind has.
 _BY_OUTPUTS: list[tuple[frozenset[str], str]] = [
     (frozenset({"passed_at"}), "health_gate"),
     (frozenset({"exit_code"}), "release_command"),
@@ -61,7 +62,7 @@ _BY_TYPE = {"organization": "organization", "app": "app", "volume": "volume", "m
 def kind_of(resource: dict[str, Any]) -> str | None:
     token = str(resource.get("type", ""))
     name = token.rsplit(":", 1)[-1].lower()
-    if not token.startswith("pulumi-python:dynamic") and name in _BY_TYPE:
+    if token != "pulumi-python:dynamic:Resource" and name in _BY_TYPE:
         return _BY_TYPE[name]
     keys = set(resource.get("outputs") or {}) | set(resource.get("inputs") or {})
     for needed, kind in _BY_OUTPUTS:
