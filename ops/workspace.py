@@ -112,7 +112,8 @@ def set_config(stack: auto.Stack, config: Mapping[str, str], secret_config: Mapp
 
 @dataclass
 class SliceStack:
-    """A slice's stack and what its operations printed (``events``; also passed to ``echo`` as they come)."""
+    """A slice's stack and what its operations printed, stdout and stderr (``events``; also passed to ``echo``
+    as they come)."""
 
     stack: auto.Stack
     work_dir: Path
@@ -125,16 +126,16 @@ class SliceStack:
             self.echo(line)
 
     def up(self, **kwargs: Any) -> auto.UpResult:
-        return self.stack.up(on_output=self._out, color="never", **kwargs)
+        return self.stack.up(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
     def preview(self, **kwargs: Any) -> auto.PreviewResult:
-        return self.stack.preview(on_output=self._out, color="never", diff=True, **kwargs)
+        return self.stack.preview(on_output=self._out, on_error=self._out, color="never", diff=True, **kwargs)
 
     def refresh(self, **kwargs: Any) -> auto.RefreshResult:
-        return self.stack.refresh(on_output=self._out, color="never", **kwargs)
+        return self.stack.refresh(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
     def destroy(self, **kwargs: Any) -> auto.DestroyResult:
-        return self.stack.destroy(on_output=self._out, color="never", **kwargs)
+        return self.stack.destroy(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
     def outputs(self) -> dict[str, Any]:
         return {k: v.value for k, v in self.stack.outputs().items()}

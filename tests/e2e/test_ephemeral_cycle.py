@@ -113,7 +113,8 @@ def test_up_failing_midway_still_tears_down(tmp_path: Path, pulumi_bin: Path) ->
 
 
 def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> None:
-    """A cancelled CI job: SIGTERM while `up` is in flight (a machine create hangs a few seconds)."""
+    """A cancelled CI job: SIGTERM while `up` is in flight (the NFS machine's create hangs a few seconds,
+    its app and volume exist): pulumi cancels the update gracefully, then the teardown removes them."""
     env, backend = _env(tmp_path, pulumi_bin)
     run_id = f"t{uuid.uuid4().hex[:8]}"
     state_file = tmp_path / "flysim-state.json"
@@ -125,11 +126,11 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> 
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 300
-            while "ephemeral-cycle: pulumi up" not in log.read_text():
+            while not re.search(r"\bnfs-machine creating\b", log.read_text()):
                 assert proc.poll() is None, log.read_text()[-4000:]
-                assert time.monotonic() < deadline, "the cycle never reached `pulumi up`"
+                assert time.monotonic() < deadline, "the cycle never reached the NFS machine's create"
                 time.sleep(0.1)
-            time.sleep(2.5)  # resources are being created (a machine create hangs); stop the job now
+            time.sleep(0.5)  # the machine create is in flight (it hangs): stop the job now
             proc.send_signal(signal.SIGTERM)
             returncode = proc.wait(timeout=TIMEOUT)
         finally:
@@ -139,6 +140,11 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> 
     cycle = _finish(returncode, output, f"org1-e2e-{run_id}", state_file, backend, tmp_path)
     assert cycle.returncode == 128 + signal.SIGTERM, output[-6000:]
     assert "got SIGTERM" in output and "result: stopped by SIGTERM" in output
+    before, after = output.split("got SIGTERM", 1)
+    assert re.search(r"\bnfs-app created\b", before), "nothing was created before the signal: the test proves nothing"
+    assert "update canceled" in after  # pulumi cancelled gracefully (one SIGINT), it was not killed
+    assert re.search(r"\bnfs-app deleted\b", after)  # and the teardown's destroy removed what it made
+    assert "validate (phase 6)" not in output
     assert_nothing_left(cycle, pulumi_bin)
 
 
