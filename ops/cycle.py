@@ -435,6 +435,7 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
                                                       flaps_url=fly_url or os.environ.get("FLY_FLAPS_BASE_URL"))}
         set_config(stack.stack, config)
     except auto.CommandError as exc:
+        guard.check()
         run.fail(f"stack init {run.stack_name}: {str(exc).strip()[-500:]}")
         return
     guard.check()
