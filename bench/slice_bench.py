@@ -81,6 +81,7 @@ def error_summary(exc: Exception) -> str:
     """The engine's first `error:` line (the resource's own, not "update failed"), with the slice's name
     generalised so that the same failure of several slices counts once."""
     lines = [line.strip() for line in str(exc).splitlines() if "error:" in line and "update failed" not in line]
+    lines.sort(key=lambda line: not line.startswith("error:"))  # the diagnostic itself before progress lines
     text = lines[0] if lines else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return re.sub(r"\bscale\d+-\d+", "<slice>", text.removeprefix("error: "))[:240]
 
