@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from ops.workspace import SliceStack, local_slice_stack
+from ops.workspace import REPO, SliceStack, local_slice_stack
 
-__all__ = ["SliceStack", "make_stack"]
+__all__ = ["REPO", "SliceStack", "make_stack"]
 
 
 def make_stack(tmp_path: Path, pulumi_bin: Path, flysim_url: str, token: str, *, stack_name: str | None = None,
