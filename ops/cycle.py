@@ -194,19 +194,25 @@ class SignalGuard:
             return
         self.received = sig
         log(f"got {sig.name}: stopping the running step, then tearing down")
-        if not (sig == signal.SIGINT and _terminal_sent_to_group()):
-            for pid in _engine_children():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGINT)
+        for pid in _engine_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
 
 
-def _terminal_sent_to_group() -> bool:
-    """A Ctrl-C at a terminal reaches the whole foreground group, the engine included: forwarding it again
-    would be pulumi's second Ctrl-C, which kills instead of cancelling."""
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
+def engine_command(pulumi_bin: Path, root: Path) -> Any:
+    """The engine in a process group of its own (a wrapper in ``root``/bin), so that a Ctrl-C at a terminal
+    reaches the cycle only, which passes it on once: pulumi's second Ctrl-C kills instead of cancelling,
+    and its plugins must finish what they are doing. A runner that kills the job's process tree or session
+    still reaches it."""
+    from pulumi import automation as auto
+
+    wrapper = root / "bin" / "pulumi"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    real = str(pulumi_bin / "pulumi")
+    wrapper.write_text(f"#!{sys.executable} -S\nimport os, sys\nos.setpgid(0, 0)\n"
+                       f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n")
+    wrapper.chmod(0o755)
+    return auto.PulumiCommand(root=str(root))
 
 
 def _engine_children() -> list[int]:
@@ -239,6 +245,7 @@ class Run:
     own_passphrase: bool = False
     failed: list[str] = field(default_factory=list)
     stack_gone: bool = False
+    engine: Any = None  # the PulumiCommand all engine runs go through (see engine_command)
 
     @property
     def prefix(self) -> str:
@@ -265,7 +272,7 @@ def _clear_empty(*names: str) -> None:
             os.environ.pop(name, None)
 
 
-def _engine(run: Run, pulumi_bin: Path | None, fly_token: str) -> dict[str, str]:
+def _engine(run: Run, pulumi_bin: Path, fly_token: str) -> dict[str, str]:
     from .workspace import engine_env
 
     backend_url = None
@@ -383,7 +390,7 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     link_project(run.work_dir)
     try:
         stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
-                                      create=False), run.work_dir, echo=echo)
+                                      create=False, pulumi_command=run.engine), run.work_dir, echo=echo)
     except auto.StackNotFoundError:
         log(f"no stack {run.stack_name} in the backend: nothing to destroy")
         run.stack_gone = True
@@ -427,8 +434,8 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
     guard.check()
     link_project(run.work_dir)
     try:
-        stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home"),
-                           run.work_dir, echo=echo)
+        stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
+                                      pulumi_command=run.engine), run.work_dir, echo=echo)
         config = {**run.copied_config, **slice_config(run.stack_name, org=run.org, region=run.region,
                                                       domain=run.domain, volume_size_gb=run.args.volume_size_gb,
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
@@ -456,7 +463,7 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
 def _cleanup_files(run: Run) -> None:
     if run.stack_gone or run.args.fly == "flysim":
         # Nothing to come back for: drop the run's files (a given --state-dir stays, emptied).
-        for name in ("project", "pulumi-home", *(["backend"] if run.own_backend else []),
+        for name in ("project", "pulumi-home", "engine", *(["backend"] if run.own_backend else []),
                      *(["passphrase"] if run.own_passphrase else [])):
             path = run.state_dir / name
             if path.is_dir() and not path.is_symlink():
@@ -516,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     with SignalGuard() as guard:
         try:
             env = _engine(run, pulumi_bin, fly_token)
+            run.engine = engine_command(pulumi_bin, run.state_dir / "engine")
             if args.cleanup_only:
                 log(f"cleanup only: {stack_name}")
                 guard.tearing_down = True

@@ -96,10 +96,11 @@ def slice_config(stack_name: str, *, org: str, region: str, domain: str | None =
 
 
 def open_stack(stack_name: str, work_dir: Path, env: Mapping[str, str], *, pulumi_home: Path | None = None,
-               create: bool = True) -> auto.Stack:
+               create: bool = True, pulumi_command: auto.PulumiCommand | None = None) -> auto.Stack:
     """Create or select (``create=False``: only select; `auto.StackNotFoundError` when missing)."""
     opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=dict(env),
-                                      pulumi_home=str(pulumi_home) if pulumi_home else None)
+                                      pulumi_home=str(pulumi_home) if pulumi_home else None,
+                                      pulumi_command=pulumi_command)
     pick = auto.create_or_select_stack if create else auto.select_stack
     return pick(stack_name=stack_name, work_dir=str(work_dir), opts=opts)
 

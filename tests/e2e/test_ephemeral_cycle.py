@@ -112,9 +112,11 @@ def test_up_failing_midway_still_tears_down(tmp_path: Path, pulumi_bin: Path) ->
     assert_nothing_left(cycle, pulumi_bin)
 
 
-def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> None:
-    """A cancelled CI job: SIGTERM while `up` is in flight (the NFS machine's create hangs a few seconds,
-    its app and volume exist): pulumi cancels the update gracefully, then the teardown removes them."""
+@pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-the-cycle", "ctrl-c-to-the-process-group"])
+def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path, to_group: bool) -> None:
+    """A cancelled CI job (SIGTERM to the cycle) or a Ctrl-C at a terminal (SIGINT to the whole foreground
+    process group) while `up` is in flight (the NFS machine's create hangs a few seconds, its app exists):
+    pulumi gets one SIGINT and cancels the update gracefully, then the teardown removes what it made."""
     env, backend = _env(tmp_path, pulumi_bin)
     run_id = f"t{uuid.uuid4().hex[:8]}"
     state_file = tmp_path / "flysim-state.json"
@@ -123,7 +125,7 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> 
     with log.open("w") as out:
         proc = subprocess.Popen([str(SCRIPT), "--run-id", run_id, "--keep-flysim-state", str(state_file),
                                  "--flysim-fault", hang], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=to_group)
         try:
             deadline = time.monotonic() + 300
             while not re.search(r"\bnfs-machine creating\b", log.read_text()):
@@ -131,18 +133,24 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> 
                 assert time.monotonic() < deadline, "the cycle never reached the NFS machine's create"
                 time.sleep(0.1)
             time.sleep(0.5)  # the machine create is in flight (it hangs): stop the job now
-            proc.send_signal(signal.SIGTERM)
+            if to_group:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                proc.send_signal(signal.SIGTERM)
             returncode = proc.wait(timeout=TIMEOUT)
         finally:
             if proc.poll() is None:
                 proc.kill()
     output = log.read_text()
     cycle = _finish(returncode, output, f"org1-e2e-{run_id}", state_file, backend, tmp_path)
-    assert cycle.returncode == 128 + signal.SIGTERM, output[-6000:]
-    assert "got SIGTERM" in output and "result: stopped by SIGTERM" in output
-    before, after = output.split("got SIGTERM", 1)
+    sig = signal.SIGINT if to_group else signal.SIGTERM
+    assert cycle.returncode == 128 + sig, output[-6000:]
+    assert f"got {sig.name}" in output and f"result: stopped by {sig.name}" in output
+    before, after = output.split(f"got {sig.name}", 1)
     assert re.search(r"\bnfs-app created\b", before), "nothing was created before the signal: the test proves nothing"
-    assert "update canceled" in after  # pulumi cancelled gracefully (one SIGINT), it was not killed
+    # pulumi cancelled gracefully: one SIGINT reached it (a second would kill it), none reached its plugins.
+    assert "update canceled" in after and after.count("^C received") == 1
+    assert "KeyboardInterrupt" not in output
     assert re.search(r"\bnfs-app deleted\b", after)  # and the teardown's destroy removed what it made
     assert "validate (phase 6)" not in output
     assert_nothing_left(cycle, pulumi_bin)
