@@ -84,6 +84,16 @@ def _fault(value: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"not JSON ({exc.msg}): {value!r}") from None
     if not isinstance(spec, dict):
         raise argparse.ArgumentTypeError(f"a JSON object, as flysim/faults.py describes (got {value!r})")
+    from pydantic import ValidationError
+
+    from flysim.faults import FaultSpec
+
+    try:
+        FaultSpec.model_validate(spec)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise argparse.ArgumentTypeError(f"not a fault flysim knows ({problems}; see flysim/faults.py): "
+                                         f"{value!r}") from None
     return spec
 
 
