@@ -405,6 +405,9 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
         log(f"no stack {run.stack_name} in the backend: nothing to destroy")
         run.stack_gone = True
         stack = None
+    except auto.CommandError as exc:  # e.g. a backend out of reach: the sweep below still runs
+        run.fail(f"could not open stack {run.stack_name}: {str(exc).strip()[-300:]}")
+        stack = None
     if stack is not None:
         if run.args.cleanup_only:
             # The cycle that held the stack is gone (killed with its runner): any lock it left is stale.
