@@ -83,7 +83,8 @@ def error_summary(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if "error:" in line and "update failed" not in line]
     lines.sort(key=lambda line: not line.startswith("error:"))  # the diagnostic itself before progress lines
     text = lines[0] if lines else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return re.sub(r"\bscale\d+-\d+", "<slice>", text.removeprefix("error: "))[:240]
+    text = text.removeprefix("error: ").removeprefix("Exception calling application: ")
+    return re.sub(r"\bscale\d+-\d+(-[a-z-]+)?", "<slice>", text)[:240]
 
 
 # -- one slice -------------------------------------------------------------------------------------
