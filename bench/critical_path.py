@@ -31,8 +31,8 @@ IDEAL: dict[str, tuple[int, tuple[str, ...], str]] = {
     "app_secrets": (1, (), "secrets set"),
     "org_token": (1, (), "org token create"),
     "machine_sweeper": (0, (), "nothing at create (it sweeps at destroy)"),
-    # Phase 6: the reads in one parallel round, then the synthetic app's create and delete.
-    "validation": (3, (), "phase 6: the reads in parallel, the synthetic app's create and delete"),
+    # Phase 6: the token check, the reads in one parallel round, the synthetic customer app's dry run.
+    "validation": (3, (), "phase 6: the token check, the reads in parallel, the synthetic app's dry run"),
 }
 
 # The kind of a resource: its type name when it has one of its own (`fly:index:Machine`,
@@ -50,6 +50,7 @@ _BY_OUTPUTS: list[tuple[frozenset[str], str]] = [
     (frozenset({"hostname", "status"}), "certificate"),
     (frozenset({"version", "names"}), "app_secrets"),
     (frozenset({"app_id"}), "app"),
+    (frozenset({"manifest", "report"}), "validation"),
     (frozenset({"create", "stdout"}), "validation"),
 ]
 _BY_TYPE = {"organization": "organization", "app": "app", "volume": "volume", "machine": "machine",

@@ -12,7 +12,9 @@ from components.nfs import NFS_VOLUME_NAME, SELF_MOUNT_CHECK
 from components.services import dc_env
 from fly import FlyClient, FlyConnection
 from fly.appconfig import machine_config, release_command_config, release_exit_code
-from ops.validate import validate_slice
+from controlplane.infra import Infra
+from controlplane.manifest import Slice
+from controlplane.validate import validate_slice
 
 HOST_IMAGES = ("basic", "coder")
 
@@ -30,9 +32,10 @@ def run_sequential(connection: FlyConnection, *, org: str, prefix: str, region: 
             organization = fly.get_organization(org)
             assert organization is not None, f"org {org} not found"
 
-            def app(role: str, name: str) -> str:
+            def app(role: str, name: str, **manifest: Any) -> str:
                 fly.create_app(name, org)
-                apps[role] = {"name": name, "flycast": fly.assign_ip(name, "private_v6", org_slug=org).ip}
+                apps[role] = {"name": name, "region": region,
+                              "flycast": fly.assign_ip(name, "private_v6", org_slug=org).ip, **manifest}
                 return name
 
             def machine(app_name: str, config: dict[str, Any], name: str) -> str:
@@ -49,7 +52,9 @@ def run_sequential(connection: FlyConnection, *, org: str, prefix: str, region: 
                                   f"{nfs}-0")
             assert fly.exec_machine(nfs, nfs_machine, SELF_MOUNT_CHECK).exit_code == 0, "self-mount check failed"
             # The worker pool: an app and its address, no machines.
-            app("worker_pool", f"{prefix}-worker-pool")
+            worker_image = default_image("worker-pool")
+            app("worker_pool", f"{prefix}-worker-pool", image=worker_image, machine_template=machine_config(
+                fly_toml("worker-pool"), image=worker_image, env={**base_env, **env}))
             # Phase 3: router (public addresses, certificate), then exec.
             router = app("router", env["DC_ROUTER"])
             fly.assign_ip(router, "shared_v4")
@@ -75,9 +80,10 @@ def run_sequential(connection: FlyConnection, *, org: str, prefix: str, region: 
                 assert read.exit_code == 0, read.stderr
             # The control plane's token, then phase 6 with it.
             token = fly.create_org_token(organization.id or "", f"{prefix}-control-plane", expiry="1h")
-            report = validate_slice({"slice": prefix, "org": {"slug": org}, "apps": apps}, FlyConnection.resolve(
-                token=token["token"], api_base_url=connection.api_base_url,
-                flaps_base_url=connection.flaps_base_url, environ={}))
+            manifest = Slice.from_outputs({"slice": prefix, "org": {"slug": org}, "apps": apps}, source="the runbook")
+            with Infra(manifest, FlyConnection.resolve(token=token["token"], api_base_url=connection.api_base_url,
+                                                       flaps_base_url=connection.flaps_base_url, environ={})) as infra:
+                report = validate_slice(infra)
             seconds = time.perf_counter() - started
             fly.revoke_org_token(token["id"])
         finally:

@@ -238,7 +238,8 @@ def render(report: dict[str, Any]) -> str:
     if seq:
         ratio = report.get("sequential_ratio")
         lines.append(f"{'sequential runbook':<22}{seq['seconds'] if seq['seconds'] is not None else float('nan'):>9.2f}"
-                     + (f"  ({ratio:.2f} x the critical path)" if ratio else "") + (f"  FAILED: {seq['error']}" if seq.get("error") else ""))
+                     + (f"  ({ratio:.2f} x the critical path)" if ratio else "") + (f"  FAILED: {seq['error']}" if seq.get("error") else "")
+                     + ("  (its phase 6 validation FAILED)" if seq.get("validation_ok") is False else ""))
     scale = report.get("scale")
     if scale:
         lines.append(f"{'slices at once':<16}{'converged':>10}{'wall s':>9}{'slowest s':>10}{'calls':>7}{'429s':>6}{'peak MB':>9}  errors")

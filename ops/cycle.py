@@ -327,21 +327,21 @@ def _flysim(run: Run, token: str) -> Iterator[Any]:
                     run.fail(f"could not save the simulator's state to {run.args.keep_flysim_state}: {exc}")
 
 
-def _validate(outputs: dict[str, Any], fly_url: str | None) -> bool:
-    """Phase 6, as the control plane will use the slice: with its own org token."""
-    from fly import FlyConnection, FlyError
+def _validate(outputs: dict[str, Any], stack_name: str) -> bool:
+    """Phase 6, the control plane's own checks (`controlplane.validate`), with the slice's own org token."""
+    from controlplane.errors import ControlPlaneError
+    from controlplane.infra import Infra, connection_for
+    from controlplane.manifest import Slice
+    from controlplane.validate import validate_slice
 
-    from .validate import validate_slice
-
-    cfg = outputs.get("fly") or {}
     try:
-        connection = FlyConnection.resolve(token=outputs.get("controlPlaneToken") or None,
-                                           api_base_url=cfg.get("api_base_url") or fly_url or None,
-                                           flaps_base_url=cfg.get("flaps_base_url") or fly_url or None)
-    except FlyError as exc:
+        source = f"the outputs of stack {stack_name}"
+        slice_ = Slice.from_outputs(outputs, source=source).check(source)
+        with Infra(slice_, connection_for(slice_, outputs.get("controlPlaneToken") or None)) as infra:
+            report = validate_slice(infra)
+    except ControlPlaneError as exc:
         log(f"validate: {exc}")
         return False
-    report = validate_slice(outputs, connection)
     echo(report.render())
     return report.ok
 
@@ -468,7 +468,7 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
         return
     guard.check()
     log(f"validate (phase 6) {run.stack_name}")
-    if not _validate(stack.outputs(), fly_url):
+    if not _validate(stack.outputs(), run.stack_name):
         run.fail("validate (phase 6)")
     guard.check()
 
