@@ -61,8 +61,21 @@ def calls_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine_calls(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls spent bringing machines to `started`, per machine created. A listing of an app's machines
+    counts only before that app's last machine create (an adoption look-up); later ones are phase 6's."""
+    def app_of(call: dict[str, Any]) -> str:
+        parts = call["path"].split("/")
+        return parts[3] if len(parts) > 3 and parts[1:3] == ["v1", "apps"] else ""
+
+    last_create = {app_of(c): i for i, c in enumerate(calls) if c["operation"] == "Machines_create"}
+    used: collections.Counter[str] = collections.Counter()
+    for i, c in enumerate(calls):
+        if c["operation"] not in MACHINE_START_OPERATIONS:
+            continue
+        if c["operation"] == "Machines_list" and i > last_create.get(app_of(c), -1):
+            continue
+        used[c["operation"]] += 1
     started = sum(1 for c in calls if c["operation"] == "Machines_create" and 200 <= c["status"] < 300)
-    used = collections.Counter(c["operation"] for c in calls if c["operation"] in MACHINE_START_OPERATIONS)
     total = sum(used.values())
     return {"machines_started": started, "calls": total, "per_machine": round(total / started, 2) if started else None,
             "by_operation": dict(used.most_common())}
