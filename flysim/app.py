@@ -18,12 +18,15 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import apps, machines, volumes
+from . import apps, machines, ratelimit, volumes
+from . import checks as checks_mod
 from .errors import ApiError
 from .faults import Fault, FaultSpec
+from .public import PublicHostMiddleware
 from .sim import Ctx, Sim, SimConfig
 
 log = logging.getLogger("flysim")
@@ -86,8 +89,10 @@ class Endpoint:
         machine_id = params.get("machine_id")
         try:
             principal = sim.auth.authenticate(request.headers.get("authorization")) if self.auth else None
-            ident = machine_id or app_name or params.get("org_slug") or "-"
-            retry = sim.ratelimiter.check(self.operation, ident)
+            body = await request.body() if self.operation == "Apps_create" else b""
+            ident = ratelimit.identifier(self.operation, params, request.query_params, body)
+            app = sim.find_app(app_name) if app_name else None
+            retry = sim.ratelimiter.check(self.operation, ident, org_slug=app.org_slug if app else None)
             if retry is not None:
                 raise ApiError(429, "rate limit exceeded", headers={"Retry-After": str(retry)})
         except ApiError as err:
@@ -119,7 +124,7 @@ class Endpoint:
 # -- admin API (no auth; loopback tool) ------------------------------------------------
 def _admin_routes(sim: Sim) -> list[Route]:
     async def state(request: Request) -> Response:
-        return JSONResponse(sim.store.view())
+        return JSONResponse(sim.store.view(lambda app, m: checks_mod.statuses(sim, app, m)))
 
     async def calls(request: Request) -> Response:
         if request.method == "DELETE":
@@ -138,6 +143,12 @@ def _admin_routes(sim: Sim) -> list[Route]:
                 return JSONResponse({"error": f"invalid fault: {exc}"}, status_code=400)
             return JSONResponse(sim.faults.add(spec).model_dump(), status_code=201)
         return JSONResponse([f.model_dump() for f in sim.faults.list()])
+
+    async def fault(request: Request) -> Response:
+        if not sim.faults.remove(request.path_params["fault_id"]):
+            return JSONResponse({"error": "fault not found"}, status_code=404)
+        sim.engine.changed()
+        return JSONResponse({"ok": True})
 
     async def checks(request: Request) -> Response:
         """Force a health check's status: {app, machine, name, status, output?}."""
@@ -172,6 +183,7 @@ def _admin_routes(sim: Sim) -> list[Route]:
         Route("/__flysim/state", state, methods=["GET"]),
         Route("/__flysim/calls", calls, methods=["GET", "DELETE"]),
         Route("/__flysim/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__flysim/faults/{fault_id}", fault, methods=["DELETE"]),
         Route("/__flysim/checks", checks, methods=["POST"]),
         Route("/__flysim/rate_limits", reset_rate_limits, methods=["DELETE"]),
         Route("/__flysim/reset", reset, methods=["POST"]),
@@ -266,6 +278,6 @@ def create_app(config: SimConfig | None = None, *, sim: Sim | None = None) -> St
         yield
         sim.engine.cancel_all()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(PublicHostMiddleware, sim=sim)])
     app.state.sim = sim
     return app

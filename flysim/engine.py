@@ -94,7 +94,6 @@ class Engine:
     def set_state(self, m: Machine, state: str) -> None:
         m.state = state
         m.updated_at = now_ms()
-        self._refresh_checks(m)
         self.changed()
 
     def event(
@@ -117,21 +116,6 @@ class Engine:
         m.events.append(ev)
         del m.events[:-100]  # bounded history
         return ev
-
-    def _refresh_checks(self, m: Machine) -> None:
-        checks = m.config.get("checks") or {}
-        ts = rfc3339()
-        fresh: dict[str, dict[str, str]] = {}
-        for name in checks:
-            prev = m.checks.get(name, {})
-            if prev.get("forced"):
-                fresh[name] = prev  # set through the admin API; keep it
-                continue
-            if m.state == "started":
-                fresh[name] = {"status": "passing", "output": "Success", "updated_at": ts}
-            else:
-                fresh[name] = {"status": "critical", "output": f"machine is {m.state}", "updated_at": ts}
-        m.checks = fresh
 
     async def run(self, m: Machine, op: Coroutine[Any, Any, None]) -> None:
         """Run a lifecycle op: inline for zero latency, else as a task (latest wins)."""

@@ -12,6 +12,9 @@ kinds:
   fail           network failure: the connection is closed without a complete
                  response (the client sees a transport error)
   crash_on_boot  the next boot(s) of matching machines exit with code 1
+  check_failure  matching machines' checks (all, or the one named `check`) report
+                 `critical` with `message` as output, for as long as the fault
+                 exists (remove it with DELETE /__flysim/faults/{id})
 
 `after_commit=true` (status/hang/fail): the handler runs and its mutation is
 kept, but the client gets the fault instead of the real response, to test
@@ -28,7 +31,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from . import ids
 
-FaultKind = Literal["status", "hang", "fail", "crash_on_boot"]
+FaultKind = Literal["status", "hang", "fail", "crash_on_boot", "check_failure"]
 
 
 class FaultSpec(BaseModel):
@@ -36,6 +39,7 @@ class FaultSpec(BaseModel):
     operation: str | None = None
     app: str | None = None
     machine: str | None = None
+    check: str | None = None  # check_failure: one check name (default: all)
     status: int = 503
     retry_after: int | None = None
     message: str | None = None
@@ -48,8 +52,10 @@ class FaultSpec(BaseModel):
     def _check(self) -> FaultSpec:
         if self.kind == "status" and not (400 <= self.status <= 599):
             raise ValueError("status must be a 4xx or 5xx code")
-        if self.kind == "crash_on_boot" and self.after_commit:
-            raise ValueError("after_commit makes no sense for crash_on_boot")
+        if self.kind in ("crash_on_boot", "check_failure") and self.after_commit:
+            raise ValueError(f"after_commit makes no sense for {self.kind}")
+        if self.kind == "check_failure" and (self.count is not None or self.rate is not None):
+            raise ValueError("check_failure lasts until it is removed: count and rate do not apply")
         return self
 
 
@@ -80,6 +86,12 @@ class FaultRegistry:
         with self._lock:
             self._faults.clear()
 
+    def remove(self, fault_id: str) -> bool:
+        with self._lock:
+            before = len(self._faults)
+            self._faults = [f for f in self._faults if f.id != fault_id]
+            return len(self._faults) != before
+
     def _fire(self, f: Fault) -> bool:
         if f.rate is not None and self._rng.random() >= f.rate:
             return False
@@ -96,7 +108,7 @@ class FaultRegistry:
     def match_request(self, operation: str, app: str | None, machine: str | None) -> Fault | None:
         with self._lock:
             for f in self._faults:
-                if f.kind == "crash_on_boot" or not _targets(f, app, machine, operation):
+                if f.kind in ("crash_on_boot", "check_failure") or not _targets(f, app, machine, operation):
                     continue
                 if self._fire(f):
                     self._prune()
@@ -112,6 +124,15 @@ class FaultRegistry:
                     self._prune()
                     return True
             return False
+
+
+    def check_failure(self, app: str, machine: str, check: str) -> Fault | None:
+        """The first check_failure fault that covers this check (it is not used up)."""
+        with self._lock:
+            for f in self._faults:
+                if f.kind == "check_failure" and _targets(f, app, machine) and f.check in (None, check):
+                    return f
+            return None
 
 
 def _targets(fault: Fault, app: str | None, machine: str | None, operation: str | None = None) -> bool:

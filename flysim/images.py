@@ -14,6 +14,8 @@ give:
   release  what the image's release command does on a release machine
            (flyctl's `fly_app_release_command` process group): files it writes
            into another app's volume, its output and exit code
+  health   what the machine checks (`config.checks`) of a started machine of
+           the image report (default: passing)
 
 The built-in catalogue is `catalogue.json` next to this file. A custom one (CLI
 `--images`, `FlysimServer(images=...)`) is layered over it entry by entry,
@@ -28,7 +30,7 @@ import os
 import posixpath
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,12 +75,20 @@ class ReleaseSpec(_Strict):
     writes: tuple[ReleaseWrite, ...] = ()
 
 
+class HealthSpec(_Strict):
+    """What the image's http and tcp checks report while a machine of it is started."""
+
+    status: Literal["passing", "warning", "critical"] = "passing"
+    output: str = ""
+
+
 class ImageEntry(_Strict):
     comment: str = ""
     digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict)
     exec: dict[str, ExecScript] = Field(default_factory=dict)
     release: ReleaseSpec | None = None
+    health: HealthSpec | None = None
 
     @field_validator("exec")
     @classmethod
@@ -96,6 +106,7 @@ class ImageEntry(_Strict):
             labels={**base.labels, **self.labels},
             exec={**base.exec, **self.exec},
             release=self.release if self.release is not None else base.release,
+            health=self.health if self.health is not None else base.health,
         )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from . import execsim, ids, render
+from . import checks, execsim, ids, render
 from .engine import STABLE_STATES
 from .errors import ApiError, bad_request, not_found, precondition
 from .render import empty
@@ -66,9 +66,7 @@ def normalize_config(raw: Any) -> dict[str, Any]:
             path = mt.get("path")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise bad_request("invalid config.mounts: path must be absolute")
-    checks = cfg.get("checks")
-    if checks is not None and not isinstance(checks, dict):
-        raise bad_request("invalid config.checks: must be an object keyed by check name")
+    checks.validate(cfg.get("checks"))
     for key in ("services", "files", "processes"):
         if key in cfg and not isinstance(cfg[key], list):
             raise bad_request(f"invalid config.{key}: must be an array")
@@ -152,6 +150,10 @@ def _ttl(value: Any) -> int:
     return ttl
 
 
+def _render(ctx: Ctx, app: App, m: Machine, **kwargs: Any) -> dict[str, Any]:
+    return render.machine(m, checks=checks.statuses(ctx.sim, app, m), **kwargs)
+
+
 def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
@@ -198,7 +200,7 @@ async def create(ctx: Ctx) -> Response:
     engine.set_state(m, "created")
     skip = bool(body.get("skip_launch"))
     await engine.run(m, engine.launch(app, m, skip))
-    return JSONResponse(render.machine(m, nonce=nonce))
+    return JSONResponse(_render(ctx, app, m, nonce=nonce))
 
 
 async def show(ctx: Ctx) -> Response:
@@ -209,12 +211,12 @@ async def show(ctx: Ctx) -> Response:
         rec = next((r for r in m.versions if r.version == version), None)
         if rec is None:
             raise not_found("machine version")
-        out = render.machine(m)
+        out = _render(ctx, app, m)
         out.update({"config": rec.config, "instance_id": rec.version, "version": rec.version})
         if rec.image_ref:
             out["image_ref"] = rec.image_ref
         return JSONResponse(out)
-    return JSONResponse(render.machine(m, include_lease=_bool(ctx.query.get("include_leases"))))
+    return JSONResponse(_render(ctx, app, m, include_lease=_bool(ctx.query.get("include_leases"))))
 
 
 async def list_(ctx: Ctx) -> Response:
@@ -235,7 +237,7 @@ async def list_(ctx: Ctx) -> Response:
         md = m.config.get("metadata") or {}
         if any(md.get(k) != v for k, v in meta.items()):
             continue
-        out.append(render.machine(m, include_lease=_bool(q.get("include_leases")), summary=_bool(q.get("summary"))))
+        out.append(_render(ctx, app, m, include_lease=_bool(q.get("include_leases")), summary=_bool(q.get("summary"))))
     return JSONResponse(out)
 
 
@@ -271,7 +273,7 @@ async def update(ctx: Ctx) -> Response:
     engine.event(m, "update", "replacing" if was in ACTIVE_STATES else was, "user")
     engine.changed()
     await engine.run(m, engine.replace(app, m, was, bool(body.get("skip_launch"))))
-    return JSONResponse(render.machine(m))
+    return JSONResponse(_render(ctx, app, m))
 
 
 # -- lifecycle actions ----------------------------------------------------------------

@@ -48,7 +48,15 @@ def lease(lease: Lease, *, with_nonce: bool = True) -> dict[str, Any]:
     return {**data, "status": "success", "data": dict(data)}
 
 
-def machine(m: Machine, *, include_lease: bool = False, nonce: str | None = None, summary: bool = False) -> dict[str, Any]:
+def machine(
+    m: Machine,
+    *,
+    checks: list[dict[str, str]] | None = None,
+    include_lease: bool = False,
+    nonce: str | None = None,
+    summary: bool = False,
+) -> dict[str, Any]:
+    """`checks` is the machine's evaluated `CheckStatus` list (see checks.py)."""
     out: dict[str, Any] = {
         "id": m.id,
         "name": m.name,
@@ -66,11 +74,8 @@ def machine(m: Machine, *, include_lease: bool = False, nonce: str | None = None
         out["image_ref"] = m.image_ref or image_ref(m.config.get("image") or "")
         out["events"] = list(reversed(m.events[-10:]))
         out["cordoned"] = m.cordoned
-        if m.checks:
-            out["checks"] = [
-                {"name": name, "status": c["status"], "output": c.get("output", ""), "updated_at": c.get("updated_at", "")}
-                for name, c in sorted(m.checks.items())
-            ]
+        if checks:
+            out["checks"] = checks
         if nonce:
             out["nonce"] = nonce
     if include_lease and m.lease and m.lease.active():

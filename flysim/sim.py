@@ -96,12 +96,26 @@ class Sim:
     def persist(self) -> None:
         self.store.save()
 
-    def record_call(self, method: str, path: str, status: int, operation: str, graphql: str | None = None) -> None:
+    def record_call(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        operation: str,
+        graphql: str | None = None,
+        *,
+        mutating: bool | None = None,
+        host: str | None = None,
+    ) -> None:
         # `mutating` lets tests and benchmarks tell reads from writes; a GraphQL query is a POST that reads.
-        mutating = method in ("POST", "PUT", "PATCH", "DELETE") and graphql != "query"
-        entry = {"method": method, "path": path, "status": status, "operation": operation, "mutating": mutating}
+        if mutating is None:
+            mutating = method in ("POST", "PUT", "PATCH", "DELETE") and graphql != "query"
+        entry: dict[str, Any] = {"method": method, "path": path, "status": status, "operation": operation,
+                                 "mutating": mutating}
         if graphql:
             entry["graphql"] = graphql
+        if host:
+            entry["host"] = host
         with self._calls_lock:
             self.calls.append(entry)
             del self.calls[:-10000]

@@ -17,6 +17,7 @@ import tempfile
 import time
 from datetime import datetime, UTC
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -72,7 +73,8 @@ class Machine(BaseModel):
     private_ip: str = Field(default_factory=ids.private_ip)
     lease: Lease | None = None
     cordoned: bool = False
-    # check name -> {"status", "output", "updated_at"}
+    # Check statuses forced through the admin API: name -> {"status", "output",
+    # "updated_at", "forced"}. Everything else is evaluated when read (checks.py).
     checks: dict[str, dict[str, str]] = Field(default_factory=dict)
     # How many boots crashed in a row (crash_on_boot faults, restart policy).
     crash_count: int = 0
@@ -208,7 +210,7 @@ class Store:
             raise
 
     # -- admin view ---------------------------------------------------------
-    def view(self) -> dict[str, Any]:
+    def view(self, check_statuses: Callable[[App, Machine], list[dict[str, str]]]) -> dict[str, Any]:
         """Names, ids and states only: never secret values, env values or tokens."""
         w = self.world
         apps = []
@@ -234,7 +236,7 @@ class Store:
                                 for mt in m.config.get("mounts") or []
                             ],
                             "lease_held": bool(m.lease and m.lease.active()),
-                            "checks": {k: v.get("status") for k, v in m.checks.items()},
+                            "checks": {c["name"]: c["status"] for c in check_statuses(app, m)},
                             "last_run": m.last_run,
                         }
                         for m in app.machines.values()

@@ -121,6 +121,9 @@ class FlysimServer:
     def faults(self) -> list[dict[str, Any]]:
         return self._admin("GET", "/faults")
 
+    def remove_fault(self, fault_id: str) -> None:
+        self._admin("DELETE", f"/faults/{fault_id}")
+
     def clear_faults(self) -> None:
         self._admin("DELETE", "/faults")
 
