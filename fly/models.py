@@ -6,7 +6,7 @@ fields because Fly adds fields over time; what this project relies on is declare
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,10 +56,23 @@ class MachineEvent(_Answer):
 
     @property
     def exit_code(self) -> int | None:
-        """Exit events carry ``request.exit_event.exit_code`` (as flyctl reads it)."""
-        exit_event = (self.request or {}).get("exit_event") or {}
-        code = exit_event.get("exit_code")
-        return int(code) if code is not None else None
+        """An exit event's exit code, as fly-go's MachineRequest.GetExitCode reads it: the monitor's
+        ``exit_event`` first, then ``request.exit_event``; None on events that carry none."""
+        request = self.request or {}
+        detail = (request.get("MonitorEvent") or {}).get("exit_event") or request.get("exit_event")
+        return None if detail is None else int(detail.get("exit_code", 0))  # Go omits a zero exit_code
+
+
+def release_exit_code(events: Iterable[MachineEvent]) -> int | None:
+    """A one-shot machine's exit code from its events, or None if it has not exited since it last
+    started. Mirrors fly-go GetLatestEventOfTypeAfterType ("exit" after "start"); events are ordered
+    by timestamp (the API lists them newest first)."""
+    ordered = list(events)
+    if all(e.timestamp is not None for e in ordered):
+        ordered.sort(key=lambda e: e.timestamp or 0, reverse=True)
+    start = next((i for i, e in enumerate(ordered) if e.type == "start"), 0)
+    exit_event = next((e for e in ordered[:start] if e.type == "exit"), None)
+    return None if exit_event is None else exit_event.exit_code
 
 
 class CheckStatus(_Answer):

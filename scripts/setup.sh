@@ -1,28 +1,17 @@
-#!/usr/bin/env bash
-# Idempotent setup, sourced by scripts/run-local and scripts/test: the pinned Pulumi engine, the
-# project's virtualenv with its dependencies, and an environment that never reaches for the network.
-# A second run takes seconds (both the engine build and the virtualenv are cached).
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-
-PULUMI_BIN="$(bash "$ROOT/scripts/bootstrap-pulumi.sh")"
-export PATH="$PULUMI_BIN:$PATH"
-export ARTIFACT_PULUMI_BIN="$PULUMI_BIN"
-
-PYTHON="${PYTHON:-python3}"
-VENV="$ROOT/.venv"
-stamp="$VENV/.requirements.sha256"
-want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies into .venv" >&2
-  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt" >&2
-  echo "$want" >"$stamp"
+# shellcheck shell=bash
+# Source me: `source scripts/setup.sh` puts the pinned Pulumi engine and the project's virtualenv on PATH,
+# with an environment that never reaches for the network. The work is done by scripts/prepare-env in a
+# child process, so sourcing this into an interactive shell changes no shell option of yours.
+#
+# ARTIFACT_PYTHON picks the interpreter the virtualenv is made with (default python3) and ARTIFACT_VENV
+# the virtualenv (default .venv, which Pulumi.yaml names); a second run takes well under a second.
+_artifact_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if _artifact_env="$(bash "$_artifact_root/scripts/prepare-env")"; then
+  eval "$_artifact_env"
+  unset _artifact_env _artifact_root
+else
+  unset _artifact_env _artifact_root
+  echo "setup: failed (see the messages above)" >&2
+  # shellcheck disable=SC2317  # exit only when executed rather than sourced
+  return 1 2>/dev/null || exit 1
 fi
-export PATH="$VENV/bin:$PATH"
-
-# Nothing reaches for the network: no update check, no plugin downloads.
-export PULUMI_SKIP_UPDATE_CHECK=true
-export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="${PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK:-false}"

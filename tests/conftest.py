@@ -33,3 +33,11 @@ def pulumi_bin() -> Path:
         if directory and (Path(directory) / "pulumi").is_file() and (Path(directory) / "pulumi-language-python").is_file():
             return Path(directory)
     pytest.fail("the Pulumi engine is missing: run scripts/setup.sh (or scripts/test), which builds it")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e runs the real engine: mark it, so `-m e2e` selects exactly those."""
+    e2e_dir = REPO / "tests" / "e2e"
+    for item in items:
+        if e2e_dir in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

@@ -12,8 +12,8 @@ import pytest
 
 from fly.appconfig import (
     FlyTomlError, auto_stop_mode, load_fly_toml, machine_config, parse_fly_toml, release_command_config,
-    release_exit_code,
 )
+from fly.models import MachineEvent, release_exit_code
 from tests.reference import fly_reference
 
 SPEC = fly_reference("machines-openapi.json")
@@ -366,18 +366,24 @@ def test_release_command_guest_and_absence():
 
 
 def test_release_exit_code():
-    events = [  # newest first, as the Machines API lists them
+    def events(*raw: dict) -> list[MachineEvent]:  # as FlyClient.list_machine_events returns them
+        return [MachineEvent.model_validate(e) for e in raw]
+
+    newest_first = events(
         {"type": "destroy", "timestamp": 5},
         {"type": "exit", "timestamp": 4, "request": {"exit_event": {"exit_code": 3}}},
         {"type": "start", "timestamp": 3},
         {"type": "exit", "timestamp": 2, "request": {"exit_event": {"exit_code": 0}}},
         {"type": "start", "timestamp": 1},
-    ]
-    assert release_exit_code(events) == 3
-    assert release_exit_code(reversed(events)) == 3  # order by timestamp, not by list position
-    assert release_exit_code([{"type": "exit", "timestamp": 2, "request": {"exit_event": {}}},
-                              {"type": "start", "timestamp": 1}]) == 0  # Go omits a zero exit_code
-    assert release_exit_code([{"type": "start", "timestamp": 1}]) is None
+    )
+    assert release_exit_code(newest_first) == 3
+    assert release_exit_code(reversed(newest_first)) == 3  # order by timestamp, not by list position
+    assert release_exit_code(events({"type": "exit", "timestamp": 2, "request": {"exit_event": {}}},
+                                    {"type": "start", "timestamp": 1})) == 0  # Go omits a zero exit_code
+    assert release_exit_code(events({"type": "exit", "timestamp": 2,
+                                     "request": {"MonitorEvent": {"exit_event": {"exit_code": 137}}}},
+                                    {"type": "start", "timestamp": 1})) == 137
+    assert release_exit_code(events({"type": "start", "timestamp": 1})) is None
 
 
 # ---- errors ----
@@ -401,8 +407,8 @@ def test_bad_values_name_key_and_fix(text, key, words):
     with pytest.raises(FlyTomlError) as err:
         parse_fly_toml(text, source="apps/web/fly.toml")
     message = str(err.value)
-    assert err.value.key == key
-    assert message.startswith(f"apps/web/fly.toml: {key}: ") and "Fix: " in message
+    assert err.value.key == key and err.value.line is not None
+    assert message.startswith(f"apps/web/fly.toml:{err.value.line}: {key}: ") and "Fix: " in message
     for word in words:
         assert word in message
 
@@ -501,3 +507,49 @@ def test_generated_configs_validate_against_openapi_schema(web):
     assert _errors(schema, {"image": "i", "guest": {"cpus": "two"}})
     assert _errors(schema, {"image": "i", "restart": {"policy": "no", "max_retry": 1}})
     assert _mini_errors(schema, {"image": "i", "services": [{"autostop": "sometimes"}]}, schema)
+
+
+def test_package_exports_import_on_many_threads_at_once():
+    # The provider process unpickles on several threads; each export must import without the
+    # package importing its own submodules (the cycle Python's import locks report as a deadlock).
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, importlib\n"
+        "names = ['FlyToml', 'FlyTomlError', 'load_fly_toml', 'parse_fly_toml', 'machine_config',\n"
+        "         'release_command_config', 'auto_stop_mode', 'release_exit_code']\n"
+        "mods = ['fly.appconfig.machines', 'fly.appconfig.parse', 'fly.appconfig.schema', 'fly.appconfig.values']\n"
+        "errors = []\n"
+        "def get(i):\n"
+        "    try:\n"
+        "        if i % 2: importlib.import_module(mods[i % len(mods)])\n"
+        "        getattr(importlib.import_module('fly.appconfig'), names[i % len(names)])\n"
+        "    except BaseException as exc:\n"
+        "        errors.append(exc)\n"
+        "threads = [threading.Thread(target=get, args=(i,)) for i in range(32)]\n"
+        "[t.start() for t in threads]; [t.join(20) for t in threads]\n"
+        "assert not any(t.is_alive() for t in threads) and not errors, errors\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+def test_every_issue_names_its_line_on_one_line():
+    text = ('app = "x"\n'
+            '[[services]]\n  internal_port = 80\n  [[services.ports]]\n    port = 1\n'
+            '[[services]]\n  internal_port = 81\n  [[services.ports]]\n    port = "x"\n'
+            '[http_service]\n  internal_port = "y"\n')
+    with pytest.raises(FlyTomlError) as err:
+        parse_fly_toml(text, source="fly.toml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert err.value.issues[0][0] == "http_service.internal_port" and err.value.line == 11
+    assert "; also line 9: services[1].ports[0].port: 'x' is not a port number" in message
+
+
+def test_a_near_miss_key_is_refused_but_unknown_keys_are_kept():
+    with pytest.raises(FlyTomlError) as err:
+        parse_fly_toml('[[vm]]\n  memroy = "1gb"\n')
+    assert err.value.key == "vm[0].memroy" and err.value.line == 2 and "did you mean 'memory'" in str(err.value)
+    assert parse_fly_toml('console_command = "/bin/sh"\n[experimental]\n  auto_rollback = true\n')

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, parse_fly_endpoint, parse_slice_config
+import pulumi
+
+from components.config import ConfigError, _engine_config, parse_slice_config, parse_stack_config
 
 
 def test_valid_config_with_prefix_from_stack_name() -> None:
@@ -52,8 +54,18 @@ def test_unknown_key_is_refused() -> None:
 
 def test_fly_endpoint_must_be_a_url() -> None:
     with pytest.raises(ConfigError) as exc:
-        parse_fly_endpoint({"flapsBaseUrl": "api.machines.dev"})
-    assert "fly:flapsBaseUrl" in str(exc.value)
+        parse_stack_config({"artifact-slice:org": "o", "artifact-slice:primaryRegion": "syd",
+                            "fly:flapsBaseUrl": "api.machines.dev"}, "local")
+    assert "fly:flapsBaseUrl" in str(exc.value) and "https://api.machines.dev" in str(exc.value)
+
+
+def test_the_engine_config_and_its_secret_keys_are_read_as_the_sdk_holds_them() -> None:
+    values = {"artifact-slice:org": "personal", "fly:apiToken": "FlyV1 fm" "2_abcdefghijklmnopqrstu"}
+    pulumi.runtime.set_all_config(values, ["fly:apiToken"])
+    try:
+        assert _engine_config() == (values, {"fly:apiToken"})
+    finally:
+        pulumi.runtime.set_all_config({}, [])
 
 
 def test_domain_is_required_except_on_the_local_stack() -> None:
