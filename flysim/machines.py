@@ -19,6 +19,7 @@ from .state import App, Lease, Machine, MachineVersionRecord, rfc3339
 DEFAULT_GUEST = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
 DEFAULT_REGION = "iad"
 DEFAULT_LEASE_TTL = 30
+MAX_LEASE_TTL = 10 * 365 * 24 * 3600  # beyond any real use; keeps expiry a representable date
 WAIT_STATES = {"started", "stopped", "suspended", "destroyed", "failed", "settled"}
 REGION_RE = re.compile(r"^[a-z]{3}$")
 ACTIVE_STATES = {"started", "starting", "restarting", "replacing", "stopping", "suspending"}
@@ -163,10 +164,10 @@ def _ttl(value: Any) -> int:
         return DEFAULT_LEASE_TTL
     try:
         ttl = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request("ttl must be an integer number of seconds") from None
-    if ttl < 1:
-        raise bad_request("ttl must be positive")
+    if ttl < 1 or ttl > MAX_LEASE_TTL:
+        raise bad_request(f"ttl must be between 1 and {MAX_LEASE_TTL} seconds")
     return ttl
 
 
@@ -481,6 +482,9 @@ async def lease_create(ctx: Ctx) -> Response:
     m = ctx.machine(app, allow_destroyed=False)
     body = await ctx.body()
     ttl = _ttl(body.get("ttl") if body.get("ttl") is not None else ctx.query.get("ttl"))
+    description = body.get("description") or ""
+    if not isinstance(description, str):
+        raise bad_request("description must be a string")
     nonce = ctx.nonce()
     lease = m.lease
     if lease is not None and lease.active():
@@ -490,10 +494,10 @@ async def lease_create(ctx: Ctx) -> Response:
                 f"machine ID {m.id} lease currently held by {lease.owner}, expires at {rfc3339(lease.expires_at * 1000)}",
             )
         lease.expires_at = int(time.time()) + ttl  # refresh
-        if body.get("description"):
-            lease.description = body["description"]
+        if description:
+            lease.description = description
     else:
-        lease = _new_lease(ctx, m, ttl, body.get("description") or "")
+        lease = _new_lease(ctx, m, ttl, description)
     ctx.sim.engine.changed()
     return JSONResponse(render.lease(lease), status_code=201)
 

@@ -51,7 +51,7 @@ async def ips_list(ctx: Ctx) -> Response:
 
 def allocate_ip(app: App, kind: Any, *, region: Any = None, network: Any = None, service_name: Any = None) -> IPAssignment:
     """Assign an IP to the app (REST `App_IPAssignments_create` and GraphQL `allocateIpAddress`)."""
-    if kind not in IP_TYPES:
+    if not isinstance(kind, str) or kind not in IP_TYPES:
         raise bad_request(f"type must be one of {sorted(IP_TYPES)}")
     if kind == "egress_pair":
         raise bad_request("egress_pair is not supported by flysim")
