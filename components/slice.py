@@ -19,12 +19,12 @@ from typing import Any
 
 import pulumi
 
+from controlplane.phase6 import SliceValidation
 from fly.providers import FlyConnectionArgs, Organization, OrgToken
 
 from .config import FlyEndpoint, SliceConfig, SliceSecrets
 from .deploy import default_image
 from .host_image import HostImage
-from .local_command import LocalCommand
 from .nfs import NFS_VOLUME_NAME, NfsServer
 from .services import ExecService, Router, dc_env
 from .worker_pool import WorkerPool
@@ -98,15 +98,13 @@ class OrgSlice(pulumi.ComponentResource):
         # Phase 7: the handover manifest.
         self.manifest = self._manifest(config, images, endpoint)
 
-        # Phase 6: validate the slice the way its control plane will use it, with its own token.
-        self.validation: LocalCommand | None = None
+        # Phase 6: the control plane's own checks (controlplane.validate), in-process, with the slice's token.
+        self.validation: SliceValidation | None = None
         if config.validate_in_up:
-            self.validation = LocalCommand(
-                "validate", create=["python", "-m", "ops", "validate", "--manifest-env", "SLICE_MANIFEST"],
+            self.validation = SliceValidation(
                 # Sorted keys: the manifest's key order follows resolution order, which must not read as a change.
-                environment={"SLICE_MANIFEST": self.manifest.apply(lambda m: json.dumps(m, sort_keys=True)),
-                             "FLY_API_TOKEN": self.token.token},
-                triggers=[self.manifest.apply(lambda m: json.dumps(m, sort_keys=True))],
+                "validate", manifest=self.manifest.apply(lambda m: json.dumps(m, sort_keys=True)),
+                token=self.token.token,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     self.exec.machine, self.router.machine, *[h.manifest_file for h in self.host_images]]))
         self.register_outputs({"manifest": self.manifest})

@@ -1,11 +1,9 @@
-"""Slice operations outside `pulumi up`: `python -m ops validate ...` (phase 6), `python -m ops handover ...`
-(phase 7)."""
+"""Slice operations outside `pulumi up`: `python -m ops validate ...` (phase 6, the control plane's checks:
+the same as `python -m controlplane validate ...`), `python -m ops handover ...` (phase 7)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +11,6 @@ from fly import FlyConnection, FlyError
 
 from .handover import write_handover
 from .stack import REPO, secret_output_names, stack_outputs
-from .validate import validate_slice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--out", type=Path, default=REPO / "artifacts" / "provisioning")
     args = parser.parse_args(argv)
 
-    if args.command == "validate" and args.manifest_env:
-        outputs = json.loads(os.environ[args.manifest_env])
-    else:
-        outputs = stack_outputs(args.stack, args.work_dir)
+    if args.command == "validate":
+        from controlplane.__main__ import main as controlplane_main
+
+        source = ["--stack", args.stack] if args.stack else ["--manifest-env", args.manifest_env]
+        return controlplane_main(["validate", *source, *(["--work-dir", str(args.work_dir)] if args.work_dir else [])])
+    outputs = stack_outputs(args.stack, args.work_dir)
     cfg = outputs.get("fly") or {}
     try:
         # The slice's own org token when it has one (the narrowest scope that works), else the
@@ -45,13 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 2
 
-    if args.command == "handover":
-        print(write_handover(args.stack, outputs, secret_output_names(args.stack, args.work_dir), connection,
-                             args.out))
-        return 0
-    report = validate_slice(outputs, connection)
-    print(report.render())
-    return 0 if report.ok else 1
+    print(write_handover(args.stack, outputs, secret_output_names(args.stack, args.work_dir), connection, args.out))
+    return 0
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class MachineProvider(FlyProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = MachineInputs.model_validate(self.desired(props))
-        config = inputs.config.model_dump(exclude_none=True)
+        config = _normal(inputs.config.model_dump(exclude_none=True))  # the engine hands ints over as floats
         with self.client(props) as client:
             # A rerun after a crash finds the machine the lost run created (by its name) and brings it
             # to the desired config instead of creating a second one.
@@ -78,7 +78,7 @@ class MachineProvider(FlyProvider):
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = MachineInputs.model_validate(self.desired(news))
-        config = inputs.config.model_dump(exclude_none=True)
+        config = _normal(inputs.config.model_dump(exclude_none=True))  # the engine hands ints over as floats
         with self.client(news) as client:
             machine = self._apply(client, inputs, id_, config)
         return UpdateResult({**news, **_outputs(machine)})

@@ -14,7 +14,7 @@ from pulumi import automation as auto
 REPO = Path(__file__).resolve().parents[2]
 # What a project directory needs; the stack files of ephemeral test stacks go to the temporary copy,
 # never into the checkout.
-PROJECT_FILES = ["Pulumi.yaml", "__main__.py", "components", "deploy", "fly", "ops", "requirements.txt"]
+PROJECT_FILES = ["Pulumi.yaml", "__main__.py", "components", "controlplane", "deploy", "fly", "ops", "requirements.txt"]
 # The program runs in the virtualenv the tests run in (Pulumi.yaml names `.venv`), so the suite exercises the
 # Python it was started with (scripts/test runs it on 3.11 and 3.13).
 VENV = Path(sys.prefix)

@@ -1,0 +1,104 @@
+"""Phase 6 of the runbook: validate a slice through the control plane's own operations, with its org
+token, so the validation and the tools cannot drift apart.
+
+- every baseline app exists in the slice's org (the app step of ``infra_ensure_app``);
+- the worker pool has no machines (``infra_list_machines``);
+- the slice is running: the NFS, router and exec machines are started (``infra_list_machines``);
+- every app has its Flycast address;
+- a synthetic customer app can be provisioned: ``infra_ensure_app`` with ``dry_run`` (token scope, name
+  availability, NFS visibility, the plan), which changes nothing.
+
+Imports neither Pulumi nor the MCP SDK: it runs inside ``pulumi up``'s provider process (see
+``controlplane.phase6``) and as ``python -m controlplane validate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import ControlPlaneError
+from .infra import Infra
+from .manifest import SERVING_ROLES
+
+SYNTHETIC_CUSTOMER = "phase6-synthetic"
+
+
+@dataclass
+class Report:
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def check(self, what: str, run: Callable[[], str | None]) -> None:
+        """Run one check; it passes unless it raises ``ControlPlaneError``. Its return value, if any,
+        is added to the line."""
+        try:
+            detail = run()
+        except ControlPlaneError as exc:
+            self.failed.append(f"{what}: {exc}")
+        else:
+            self.passed.append(f"{what} ({detail})" if detail else what)
+
+    def render(self) -> str:
+        lines = [f"PASS {p}" for p in self.passed] + [f"FAIL {f}" for f in self.failed]
+        lines.append(f"{len(self.passed)} passed, {len(self.failed)} failed")
+        return "\n".join(lines)
+
+
+def validate_slice(infra: Infra) -> Report:
+    report = Report()
+    apps = infra.slice.apps
+    report.check(f"the org token works in org {infra.org}", infra.check_token)
+    if report.failed:  # every other check would fail the same way
+        return report
+
+    for role, app in sorted(apps.items()):
+        def exists(name: str = app.name) -> None:
+            if infra.find_app(name) is None:
+                raise ControlPlaneError(f"app {name} not found in org {infra.org}",
+                                        "run `pulumi refresh` then `pulumi up` to recreate it")
+        report.check(f"app {app.name} ({role}) exists", exists)
+
+    pool = apps.get("worker_pool")
+    if pool is not None:
+        def pool_empty() -> None:
+            machines = infra.list_machines(pool.name)
+            if machines:
+                raise ControlPlaneError(
+                    f"{len(machines)} found: {', '.join(m['id'] + ' ' + m['state'] for m in machines)}",
+                    "the pool's machines are fly-exec's workers; destroy them before handing the slice over")
+        report.check(f"worker pool {pool.name} has no machines", pool_empty)
+
+    for role in SERVING_ROLES:
+        if role not in apps:
+            continue
+        def running(name: str = apps[role].name) -> str:
+            machines = infra.list_machines(name)
+            if not machines:
+                raise ControlPlaneError(f"app {name} has no machine", "run `pulumi up` to recreate it")
+            stopped = [m for m in machines if m["state"] != "started"]
+            if stopped:
+                raise ControlPlaneError(f"machine(s) {', '.join(m['id'] + ' ' + m['state'] for m in stopped)}",
+                                        f"start them (`fly machine start -a {name}`) and check why they stopped")
+            return ", ".join(m["id"] for m in machines)
+        report.check(f"{role} app {apps[role].name} is running", running)
+
+    for role, app in sorted(apps.items()):
+        if not app.flycast:
+            continue
+        def flycast(name: str = app.name) -> str:
+            addresses = infra.private_addresses(name)
+            if not addresses:
+                raise ControlPlaneError(f"app {name} has no private IPv6", "run `pulumi up` to allocate it")
+            return ", ".join(addresses)
+        report.check(f"{app.name}.flycast resolves", flycast)
+
+    def dry_run() -> str:
+        plan = infra.ensure_app(infra.spec(SYNTHETIC_CUSTOMER), dry_run=True)
+        return f"{plan['app']} in {plan['org']}: {plan['changes']} change(s) planned, NFS at {plan['nfs']}"
+    report.check("a synthetic customer app can be provisioned (ensure_app dry run)", dry_run)
+    return report

@@ -1,0 +1,92 @@
+"""`infra_provision_org` on the real engine: the control plane (`python -m controlplane serve --stack`, its
+manifest read from the stack) previews the slice, returns a plan id, refuses to apply a plan that
+changed since, and applies the one it previewed. Driven by the `mcp` SDK's client over stdio."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from pulumi import automation as auto
+
+from .harness import REPO, make_stack
+
+pytestmark = pytest.mark.e2e
+
+ROUTER_IMAGE = "registry.fly.io/artifact-fly-router:2026.11.2"
+
+
+def _ok(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content[0].text
+    return result.structured_content or json.loads(result.content[0].text)
+
+
+def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)
+    assert s.up().summary.result == "succeeded"
+    token = s.stack.outputs()["controlPlaneToken"].value
+    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO)}
+    params = StdioServerParameters(
+        command=sys.executable, cwd=str(REPO), env=env,
+        args=["-m", "controlplane", "serve", "--stdio", "--stack", s.stack.name, "--work-dir", str(s.work_dir),
+              "--allow-writes", "--audit-log", str(tmp_path / "audit.jsonl")])
+    router = s.outputs()["apps"]["router"]
+
+    async def scenario() -> None:
+        with (tmp_path / "server.log").open("w") as log:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                manifest = _ok(await client.call_tool("infra_manifest", {}))
+                assert manifest["slice"] == s.stack.name and "controlPlaneToken" not in manifest
+
+                # Nothing to do: a plan with no change.
+                flysim.clear_calls()
+                same = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                assert same["changes"] == [] and set(same["summary"]) == {"same"} and same["plan_id"]
+                assert not any(c["mutating"] for c in flysim.calls())
+
+                # A change of config: its preview names the update and gives a plan id.
+                s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE))
+                plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                assert plan["plan_id"] != same["plan_id"] and plan["summary"].get("update")
+                assert any(c["op"] == "update" and c["resource"] == "router-machine" for c in plan["changes"]), plan
+                assert not any(c["mutating"] for c in flysim.calls())
+
+                # The plan changed since the preview: refused, nothing applied.
+                s.stack.set_config("artifact-slice:execImage",
+                                   auto.ConfigValue("registry.fly.io/artifact-fly-exec:2026.11.2"))
+                refused = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                         "plan_id": plan["plan_id"]})
+                assert refused.is_error and "changed since preview" in refused.content[0].text
+                assert not any(c["mutating"] for c in flysim.calls())
+
+                # Preview again and apply that plan.
+                plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                applied = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                             "plan_id": plan["plan_id"]}))
+                assert applied["result"] == "succeeded"
+                # The server reads the manifest again after an applied plan.
+                manifest = _ok(await client.call_tool("infra_manifest", {}))
+                assert manifest["apps"]["router"]["image"] == ROUTER_IMAGE
+
+                # A plan id is used once.
+                again = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                       "plan_id": plan["plan_id"]})
+                assert again.is_error and "not a preview of stack" in again.content[0].text
+
+    anyio.run(scenario)
+    from fly import FlyClient, FlyConnection
+
+    with FlyClient(FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
+                                         environ={})) as fly:
+        machine = fly.get_machine(router["name"], router["machines"][0]["id"])
+        assert machine.config["image"] == ROUTER_IMAGE
+    texts = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "server.log").read_text()
+    assert token not in texts and flysim.token not in texts
+    s.destroy()
+    s.remove()
