@@ -206,3 +206,33 @@ def test_graphql_app_operations_respect_token_scope(fly: FlysimServer, client: h
             assert out["errors"][0]["message"] == "Could not find App", out
     assert client.get(f"/v1/apps/{app_name}/secrets").json()["secrets"] == []
     assert client.get(f"/v1/apps/{app_name}/ip_assignments").json()["ips"] == []
+
+
+def test_flysims_graphql_schema_is_a_subset_of_flyctls() -> None:
+    """Every type, field, argument and input field flysim serves is in flyctl's schema, with the same type."""
+    from pathlib import Path
+
+    from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectType
+
+    ours = build_schema((Path(__file__).resolve().parents[2] / "flysim" / "schema.graphql").read_text())
+    problems = []
+    for name, ours_type in ours.type_map.items():
+        if name.startswith("__"):
+            continue
+        roots = {"Query": FLYCTL_SCHEMA.query_type, "Mutation": FLYCTL_SCHEMA.mutation_type}
+        theirs = roots[name] if name in roots else FLYCTL_SCHEMA.type_map.get(name)
+        if theirs is None or type(theirs) is not type(ours_type):
+            problems.append(f"type {name}")
+            continue
+        if isinstance(ours_type, GraphQLEnumType):
+            problems += [f"{name}.{v}" for v in ours_type.values if v not in theirs.values]
+        if isinstance(ours_type, (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType)):
+            for fname, field in ours_type.fields.items():
+                other = theirs.fields.get(fname)
+                if other is None or str(other.type) != str(field.type):
+                    problems.append(f"{name}.{fname}: {field.type} vs {other.type if other else None}")
+                    continue
+                for aname, arg in getattr(field, "args", {}).items():
+                    if aname not in other.args or str(other.args[aname].type) != str(arg.type):
+                        problems.append(f"{name}.{fname}({aname})")
+    assert problems == []
