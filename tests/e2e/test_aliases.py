@@ -16,8 +16,8 @@ from .harness import PROJECT_FILES, REPO, make_stack
 
 pytestmark = pytest.mark.e2e
 
-# The last commit of the untyped layer (the engine upgrade to 3.259, before the typed providers).
-PREVIOUS_LAYER = "d3781e3cec47e3875497933a7f9ec094bfcf8e58"
+# A commit of main with the last untyped layer (before the typed providers were merged).
+PREVIOUS_LAYER = "fd7dd24f139c4293d4fe7b5c67a379e1a5f30b79"
 UNTYPED = "pulumi-python:dynamic:Resource"
 
 
