@@ -1,58 +1,306 @@
-"""Benchmark: a whole slice on flysim, through the real engine. Timings live here, not in tests.
+"""Benchmark: whole slices on flysim through the real engine, and the ratios that matter, in one run.
+Timings live here, never in tests.
 
-    scripts/bench [--latency zero|fast|realistic] [--rounds N]
+    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale] [--scale 1,4,8,16]
+                  [--json PATH]
 
-Reports wall time of a fresh `up`, a no-change `preview` and `up`, and `destroy`, and the API calls of
-each (total, mutating, 429s), so a change to the graph or the client shows its cost. Run it on a quiet
-machine: it measures the critical path of the runbook (NFS gate, router, exec, releases) plus the
-engine's overhead.
+Sections (all by default):
+  slice       one slice: a fresh `up`, a no-change `preview` and `up`, `destroy`: wall time and API calls
+              (total, mutating, 429s, busiest operations), calls per machine started; and the critical path
+              of the `up`, computed from the dependency graph the engine recorded and flysim's latency
+              profile (bench/critical_path.py), with the ratio of the real `up` to it
+  sequential  the runbook strictly in sequence through the project's Fly client (bench/runbook.py), and its
+              ratio to the critical path (needs `slice` in the same run for the ratio)
+  scale       N slices brought up at once in one org on one flysim, rate limits on: how many converge, wall
+              time, 429s, peak memory of this process and everything it started; then all destroyed
+Every section starts a fresh flysim (rate limits on, as on Fly). A table goes to stdout, everything to
+the JSON file (default artifacts/bench/slice-bench-<time>.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
+import contextlib
 import json
 import os
-import shutil
+import platform
+import re
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:  # run as a script (scripts/bench): the project's packages
+    sys.path.insert(0, str(REPO))
 
+from bench.critical_path import critical_path  # noqa: E402
+from bench.runbook import run_sequential  # noqa: E402
+from flysim.latency import get_profile  # noqa: E402
 from flysim.testing import FlysimServer  # noqa: E402
-from tests.e2e.harness import make_stack  # noqa: E402
+from fly import FlyConnection  # noqa: E402
+from ops.workspace import SliceStack, find_pulumi_bin, local_slice_stack  # noqa: E402
+
+ORG = "personal"
+SECTIONS = ("slice", "sequential", "scale")
+# The calls it takes to bring a machine to `started` (the exit-event read of a release machine is not one).
+MACHINE_START_OPERATIONS = {"Machines_list", "Machines_create", "Machines_wait", "Machines_show", "Machines_start",
+                            "Machines_update", "Machines_create_lease", "Machines_release_lease"}
 
 
-def _calls_summary(calls: list[dict]) -> dict:
+def calls_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
     return {"calls": len(calls), "mutating": sum(1 for c in calls if c.get("mutating")),
             "rate_limited": sum(1 for c in calls if c["status"] == 429),
             "top": collections.Counter(c["operation"] for c in calls).most_common(5)}
 
 
-def run(latency: str, pulumi_bin: Path) -> dict:
-    results: dict[str, dict] = {}
-    with FlysimServer(orgs=["personal"], latency=latency) as flysim, tempfile.TemporaryDirectory() as tmp:
-        s = make_stack(Path(tmp), pulumi_bin, flysim.url, flysim.token)
-        for step in ("up", "preview", "up_again", "destroy"):
+def machine_calls(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls spent bringing machines to `started`, per machine created. A listing of an app's machines
+    counts only before that app's last machine create (an adoption look-up); later ones are phase 6's."""
+    def app_of(call: dict[str, Any]) -> str:
+        parts = call["path"].split("/")
+        return parts[3] if len(parts) > 3 and parts[1:3] == ["v1", "apps"] else ""
+
+    last_create = {app_of(c): i for i, c in enumerate(calls) if c["operation"] == "Machines_create"}
+    used: collections.Counter[str] = collections.Counter()
+    for i, c in enumerate(calls):
+        if c["operation"] not in MACHINE_START_OPERATIONS:
+            continue
+        if c["operation"] == "Machines_list" and i > last_create.get(app_of(c), -1):
+            continue
+        used[c["operation"]] += 1
+    started = sum(1 for c in calls if c["operation"] == "Machines_create" and 200 <= c["status"] < 300)
+    total = sum(used.values())
+    return {"machines_started": started, "calls": total, "per_machine": round(total / started, 2) if started else None,
+            "by_operation": dict(used.most_common())}
+
+
+def _timed(step: Any) -> tuple[float, bool, str]:
+    started = time.perf_counter()
+    try:
+        step()
+        return time.perf_counter() - started, True, ""
+    except Exception as exc:  # noqa: BLE001 - a failed step is a result, reported with its cause
+        return time.perf_counter() - started, False, error_summary(exc)
+
+
+def error_summary(exc: Exception) -> str:
+    """The engine's first `error:` line (the resource's own, not "update failed"), with the slice's name
+    generalised so that the same failure of several slices counts once."""
+    lines = [line.strip() for line in str(exc).splitlines() if "error:" in line and "update failed" not in line]
+    lines.sort(key=lambda line: not line.startswith("error:"))  # the diagnostic itself before progress lines
+    text = lines[0] if lines else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = text.removeprefix("error: ").removeprefix("Exception calling application: ")
+    return re.sub(r"\bscale\d+-\d+(-[a-z-]+)?", "<slice>", text)[:240]
+
+
+# -- one slice -------------------------------------------------------------------------------------
+
+def bench_slice(latency: str, pulumi_bin: Path) -> dict[str, Any]:
+    profile = get_profile(latency)
+    result: dict[str, Any] = {}
+    with FlysimServer(orgs=[ORG], latency=latency) as flysim, tempfile.TemporaryDirectory() as tmp:
+        s = local_slice_stack(Path(tmp), pulumi_bin, flysim.url, flysim.token, "bench")
+        steps = {"up": s.up, "preview": s.preview, "up_again": s.up, "destroy": s.destroy}
+        for name, step in steps.items():
             flysim.clear_calls()
+            seconds, ok, error = _timed(step)
+            calls = flysim.calls()
+            result[name] = {"seconds": round(seconds, 2), "ok": ok, **calls_summary(calls),
+                            **({"error": error} if error else {})}
+            if name == "up":
+                result["machine_calls"] = machine_calls(calls)
+                if ok:
+                    path = critical_path(s.resources(), profile)
+                    result["critical_path"] = path.as_dict()
+                    result["up_ratio"] = round(seconds / path.seconds, 2) if path.seconds else None
+            if not ok and name in ("up", "destroy"):
+                break
+        with contextlib.suppress(Exception):  # best effort: the temp backend goes anyway
+            s.remove(force=True)
+    return result
+
+
+# -- the runbook in sequence --------------------------------------------------------------------------
+
+def bench_sequential(latency: str) -> dict[str, Any]:
+    with FlysimServer(orgs=[ORG], latency=latency) as flysim:
+        connection = FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
+                                           environ={})
+        try:
+            return run_sequential(connection, org=ORG, prefix="seq")
+        except Exception as exc:  # noqa: BLE001
+            return {"seconds": None, "error": str(exc)[:300]}
+
+
+# -- many slices at once -----------------------------------------------------------------------------
+
+class PeakMemory:
+    """Peak resident memory of this process and all its descendants (engines, language hosts, providers),
+    sampled from /proc."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        root = os.getpid()
+        while not self._stop.wait(self.interval):
+            parents: dict[int, int] = {}
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+            tree, grew = {root}, True
+            while grew:
+                more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+                tree |= more
+                grew = bool(more)
+            total = 0
+            for pid in tree:
+                try:
+                    total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+                except (OSError, ValueError, IndexError):
+                    continue
+            self.peak_bytes = max(self.peak_bytes, total)
+
+
+def bench_scale(n: int, latency: str, pulumi_bin: Path) -> dict[str, Any]:
+    with FlysimServer(orgs=[ORG], latency=latency, rate_limit=True) as flysim, \
+            tempfile.TemporaryDirectory() as tmp:
+        stacks: list[SliceStack] = [local_slice_stack(Path(tmp) / f"s{i}", pulumi_bin, flysim.url, flysim.token,
+                                                      f"scale{n}-{i}") for i in range(n)]
+        flysim.clear_calls()
+        with PeakMemory() as memory, concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
             started = time.perf_counter()
-            {"up": s.up, "preview": s.preview, "up_again": s.up, "destroy": s.destroy}[step]()
-            results[step] = {"seconds": round(time.perf_counter() - started, 2), **_calls_summary(flysim.calls())}
-    return results
+            ups = list(pool.map(lambda s: _timed(s.up), stacks))
+            wall = time.perf_counter() - started
+        calls = flysim.calls()
+        errors = collections.Counter(error for _, ok, error in ups if not ok)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+            downs = list(pool.map(lambda s: _timed(s.destroy), stacks))
+        left = [a["name"] for a in flysim.state()["apps"] if a["name"].startswith(f"scale{n}-")]
+        for s in stacks:
+            with contextlib.suppress(Exception):  # best effort: the temp backend goes anyway
+                s.remove(force=True)
+    return {"n": n, "converged": sum(1 for _, ok, _ in ups if ok), "wall_seconds": round(wall, 2),
+            "slowest_up_seconds": round(max(seconds for seconds, _, _ in ups), 2),
+            "calls": len(calls), "rate_limited": sum(1 for c in calls if c["status"] == 429),
+            "rate_limited_by_operation": dict(collections.Counter(
+                c["operation"] for c in calls if c["status"] == 429).most_common()),
+            "peak_memory_mb": round(memory.peak_bytes / 2**20), "errors": dict(errors),
+            "destroyed": sum(1 for _, ok, _ in downs if ok), "apps_left": left}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# -- report -----------------------------------------------------------------------------------------
+
+def machine_info() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip())
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(), "load_before": [round(x, 2) for x in load] if load else None,
+            "commit": commit + ("+dirty" if dirty else "")}
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"slice benchmark, flysim latency {report['latency']}, commit {report['machine']['commit']}, "
+             f"{report['machine']['cores']} cores ({report['machine']['cpu']}), load before {report['machine']['load_before']}"]
+    single = report.get("slice")
+    if single:
+        lines.append(f"{'step':<22}{'seconds':>9}{'calls':>7}{'mutating':>10}{'429s':>6}  busiest")
+        for step in ("up", "preview", "up_again", "destroy"):
+            r = single.get(step)
+            if r:
+                top = ", ".join(f"{op} {n}" for op, n in r["top"][:3])
+                mark = "" if r["ok"] else f"  FAILED: {r.get('error', '')}"
+                lines.append(f"{step:<22}{r['seconds']:>9.2f}{r['calls']:>7}{r['mutating']:>10}{r['rate_limited']:>6}  {top}{mark}")
+        path = single.get("critical_path")
+        if path:
+            lines.append(f"{'critical path':<22}{path['seconds']:>9.2f}  " + " > ".join(
+                f"{s['resource']} {s['seconds']:.2f}" for s in path["steps"]))
+            if path["unclassified"]:
+                lines.append(f"  (costed as one round trip, kind unknown: {', '.join(path['unclassified'])})")
+            lines.append(f"{'up / critical path':<22}{single['up_ratio']:>9.2f}")
+        mc = single.get("machine_calls")
+        if mc:
+            lines.append(f"{'calls per machine':<22}{mc['per_machine'] or 0:>9.2f}  ({mc['calls']} calls for "
+                         f"{mc['machines_started']} machines: " + ", ".join(f"{k} {v}" for k, v in mc["by_operation"].items()) + ")")
+    seq = report.get("sequential")
+    if seq:
+        ratio = report.get("sequential_ratio")
+        lines.append(f"{'sequential runbook':<22}{seq['seconds'] if seq['seconds'] is not None else float('nan'):>9.2f}"
+                     + (f"  ({ratio:.2f} x the critical path)" if ratio else "") + (f"  FAILED: {seq['error']}" if seq.get("error") else "")
+                     + ("  (its phase 6 validation FAILED)" if seq.get("validation_ok") is False else ""))
+    scale = report.get("scale")
+    if scale:
+        lines.append(f"{'slices at once':<16}{'converged':>10}{'wall s':>9}{'slowest s':>10}{'calls':>7}{'429s':>6}{'peak MB':>9}  errors")
+        for r in scale:
+            errors = "; ".join(f"{n}x {e}" for e, n in r["errors"].items())
+            lines.append(f"{'N = ' + str(r['n']):<16}{str(r['converged']) + '/' + str(r['n']):>10}{r['wall_seconds']:>9.2f}"
+                         f"{r['slowest_up_seconds']:>10.2f}{r['calls']:>7}{r['rate_limited']:>6}{r['peak_memory_mb']:>9}  {errors}"
+                         + (f"  LEFT: {', '.join(r['apps_left'])}" if r["apps_left"] else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", default="realistic", choices=["zero", "fast", "realistic"])
-    parser.add_argument("--rounds", type=int, default=1)
-    args = parser.parse_args()
-    found = os.environ.get("ARTIFACT_PULUMI_BIN") or str(Path(shutil.which("pulumi") or "").parent)
-    rounds = [run(args.latency, Path(found)) for _ in range(args.rounds)]
-    print(json.dumps({"latency": args.latency, "rounds": rounds}, indent=2))
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--scale", default="1,4,8,16", help="the N of the scale curve (default 1,4,8,16)")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the JSON report")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    if unknown := sorted(set(sections) - set(SECTIONS)):
+        parser.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    try:
+        sizes = [int(n) for n in args.scale.split(",") if n.strip()]
+        assert sizes and all(n >= 1 for n in sizes)
+    except (ValueError, AssertionError):
+        parser.error(f"--scale: positive whole numbers separated by commas (got {args.scale!r})")
+    pulumi_bin = find_pulumi_bin()
+    if pulumi_bin is None and ({"slice", "scale"} & set(sections)):
+        parser.error("the Pulumi engine is missing: run through scripts/bench (it sources scripts/setup.sh)")
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report: dict[str, Any] = {"latency": args.latency, "started": stamp, "machine": machine_info()}
+    if "slice" in sections:
+        report["slice"] = bench_slice(args.latency, pulumi_bin)
+    if "sequential" in sections:
+        report["sequential"] = bench_sequential(args.latency)
+        path = (report.get("slice") or {}).get("critical_path")
+        if path and report["sequential"].get("seconds"):
+            report["sequential_ratio"] = round(report["sequential"]["seconds"] / path["seconds"], 2)
+    if "scale" in sections:
+        report["scale"] = [bench_scale(n, args.latency, pulumi_bin) for n in sizes]
+    print(render(report))
+    out = args.json or REPO / "artifacts" / "bench" / f"slice-bench-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"JSON: {out}")
     return 0
 
 

@@ -14,6 +14,10 @@ from .stack import REPO, secret_output_names, stack_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cycle"]:  # its own options (ops/cycle.py); imported only when used
+        from .cycle import main as cycle_main
+        return cycle_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="phase 6: validate a slice with its org token")
@@ -21,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--stack", help="read the manifest from this stack's outputs")
     source.add_argument("--manifest-env", metavar="VAR", help="read the manifest (JSON) from this variable")
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
+    sub.add_parser("cycle", help="the ephemeral end-to-end cycle of a throwaway slice (cycle --help)")
     h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
     h.add_argument("--stack", required=True)
     h.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")

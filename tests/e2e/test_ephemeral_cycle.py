@@ -1,6 +1,6 @@
-"""scripts/ephemeral-cycle, the e2e cycle CI runs against real Fly, run here against its own flysim:
-up, validate and an unconditional teardown that leaves nothing behind, also when `up` fails midway or
-the cycle is stopped by a signal."""
+"""scripts/ephemeral-cycle (`python -m ops cycle`), the e2e cycle CI runs against real Fly, run here against
+its own flysim: up, validate and an unconditional teardown that leaves nothing behind, also when `up` fails
+midway, the cycle is stopped by a signal, or it is killed and `--cleanup-only` follows."""
 
 from __future__ import annotations
 
@@ -94,9 +94,9 @@ def test_cycle_against_flysim_succeeds_and_leaves_nothing(tmp_path: Path, pulumi
     cycle = run_cycle(tmp_path, pulumi_bin)
     assert cycle.returncode == 0, cycle.output[-6000:]
     # It really did stand the slice up and validate it (phase 6) before tearing it down.
-    assert f"python -m ops validate --stack {cycle.stack}" in cycle.output
-    assert f"{cycle.prefix}-nfs" in cycle.output and re.search(r"\b0 failed\b", cycle.output)
-    assert f"Stack '{cycle.stack}' has been removed" in cycle.output
+    assert f"validate (phase 6) {cycle.stack}" in cycle.output
+    assert f"app {cycle.prefix}-nfs (nfs) exists" in cycle.output and re.search(r"\b0 failed\b", cycle.output)
+    assert f"stack {cycle.stack} removed from the backend" in cycle.output
     assert cycle.output.rstrip().endswith("ephemeral-cycle: result: ok")
     assert_nothing_left(cycle, pulumi_bin)
 
@@ -106,14 +106,17 @@ def test_up_failing_midway_still_tears_down(tmp_path: Path, pulumi_bin: Path) ->
     assert cycle.returncode != 0, cycle.output[-6000:]
     assert "FAILED: pulumi up" in cycle.output
     assert "injected by ephemeral-cycle --fail-midway" in cycle.output  # the machine creates did fail
-    assert "ops validate" not in cycle.output.split("FAILED: pulumi up")[1]  # no validation of a broken slice
-    assert f"Stack '{cycle.stack}' has been removed" in cycle.output
+    assert "validate (phase 6)" not in cycle.output  # no validation of a broken slice
+    assert f"stack {cycle.stack} removed from the backend" in cycle.output
     assert "result: FAILED: pulumi up" in cycle.output
     assert_nothing_left(cycle, pulumi_bin)
 
 
-def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> None:
-    """A cancelled CI job: SIGTERM while `up` is in flight (a machine create hangs a few seconds)."""
+@pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-the-cycle", "ctrl-c-to-the-process-group"])
+def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path, to_group: bool) -> None:
+    """A cancelled CI job (SIGTERM to the cycle) or a Ctrl-C at a terminal (SIGINT to the whole foreground
+    process group) while `up` is in flight (the NFS machine's create hangs a few seconds, its app exists):
+    pulumi gets one SIGINT and cancels the update gracefully, then the teardown removes what it made."""
     env, backend = _env(tmp_path, pulumi_bin)
     run_id = f"t{uuid.uuid4().hex[:8]}"
     state_file = tmp_path / "flysim-state.json"
@@ -122,23 +125,34 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path) -> 
     with log.open("w") as out:
         proc = subprocess.Popen([str(SCRIPT), "--run-id", run_id, "--keep-flysim-state", str(state_file),
                                  "--flysim-fault", hang], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=to_group)
         try:
             deadline = time.monotonic() + 300
-            while "ephemeral-cycle: pulumi up" not in log.read_text():
+            while not re.search(r"\bnfs-machine creating\b", log.read_text()):
                 assert proc.poll() is None, log.read_text()[-4000:]
-                assert time.monotonic() < deadline, "the cycle never reached `pulumi up`"
+                assert time.monotonic() < deadline, "the cycle never reached the NFS machine's create"
                 time.sleep(0.1)
-            time.sleep(2.5)  # resources are being created (a machine create hangs); stop the job now
-            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the machine create is in flight (it hangs): stop the job now
+            if to_group:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                proc.send_signal(signal.SIGTERM)
             returncode = proc.wait(timeout=TIMEOUT)
         finally:
             if proc.poll() is None:
                 proc.kill()
     output = log.read_text()
     cycle = _finish(returncode, output, f"org1-e2e-{run_id}", state_file, backend, tmp_path)
-    assert cycle.returncode == 128 + signal.SIGTERM, output[-6000:]
-    assert "got SIGTERM" in output and "result: stopped by SIGTERM" in output
+    sig = signal.SIGINT if to_group else signal.SIGTERM
+    assert cycle.returncode == 128 + sig, output[-6000:]
+    assert f"got {sig.name}" in output and f"result: stopped by {sig.name}" in output
+    before, after = output.split(f"got {sig.name}", 1)
+    assert re.search(r"\bnfs-app created\b", before), "nothing was created before the signal: the test proves nothing"
+    # pulumi cancelled gracefully: one SIGINT reached it (a second would kill it), none reached its plugins.
+    assert "update canceled" in after and after.count("^C received") == 1
+    assert "KeyboardInterrupt" not in output
+    assert re.search(r"\bnfs-app deleted\b", after)  # and the teardown's destroy removed what it made
+    assert "validate (phase 6)" not in output
     assert_nothing_left(cycle, pulumi_bin)
 
 
@@ -195,7 +209,7 @@ def test_cleanup_only_after_a_killed_cycle_on_fly(tmp_path: Path, pulumi_bin: Pa
     out = cleanup.stdout
     assert cleanup.returncode == 0, out[-6000:]
     assert left == [], out[-4000:]
-    assert f"Stack '{prefix}' has been removed" in out and out.rstrip().endswith("result: ok")
+    assert f"stack {prefix} removed from the backend" in out and out.rstrip().endswith("result: ok")
     assert not list(state_dir.glob("backend/.pulumi/stacks/**/*.json"))
     assert not (state_dir / "passphrase").exists() and not (state_dir / "project").exists()
     assert not re.search(r"(flysim|e2e)_[A-Za-z0-9_-]{20,}", out)
