@@ -121,6 +121,32 @@ class Endpoint:
         return _error(_fault_error(fault))
 
 
+class PathEndpoint:
+    """All the operations served on one path, dispatched by method.
+
+    A method the path does not serve gets 405 with an `Allow` header listing every
+    method it does serve (RFC 9110, 15.5.6) and Fly's `ErrorResponse` body, before
+    authentication, as a router answers it.
+    """
+
+    def __init__(self, sim: Sim, endpoints: dict[str, Endpoint]) -> None:
+        self.sim = sim
+        self.endpoints = endpoints
+        allowed = set(endpoints) | ({"HEAD"} if "GET" in endpoints else set())
+        self.allow = ", ".join(sorted(allowed))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        endpoint = self.endpoints.get("GET" if method == "HEAD" else method)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        response = JSONResponse({"error": f"method {method} not allowed; allowed: {self.allow}"},
+                                status_code=405, headers={"Allow": self.allow})
+        await response(scope, receive, send)
+        self.sim.record_call(method, scope["path"], 405, "unknown")
+
+
 # -- admin API (no auth; loopback tool) ------------------------------------------------
 def _admin_routes(sim: Sim) -> list[Route]:
     async def state(request: Request) -> Response:
@@ -256,14 +282,15 @@ def extra_routes() -> list[tuple[str, str, str, Handler]]:
 def create_app(config: SimConfig | None = None, *, sim: Sim | None = None) -> Starlette:
     sim = sim or Sim(config or SimConfig(token="flysim"))
     routes: list[Any] = _admin_routes(sim)
-    for method, path, op, handler in API_ROUTES + extra_routes():
-        routes.append(Route(path, Endpoint(sim, op, handler), methods=[method], name=op))
-    try:
-        from .graphql import graphql_handler
+    table = API_ROUTES + extra_routes()
+    from .graphql import graphql_handler
 
-        routes.append(Route("/graphql", Endpoint(sim, "GraphQL", graphql_handler), methods=["POST"], name="GraphQL"))
-    except ImportError:  # pragma: no cover
-        pass
+    table.append(("POST", "/graphql", "GraphQL", graphql_handler))
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for method, path, op, handler in table:
+        by_path.setdefault(path, {})[method] = Endpoint(sim, op, handler)
+    for path, endpoints in by_path.items():
+        routes.append(Route(path, PathEndpoint(sim, endpoints)))
 
     async def unknown(ctx: Ctx) -> Response:
         raise ApiError(404, "not found")

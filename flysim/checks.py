@@ -41,8 +41,12 @@ def validate(checks: Any) -> None:
         if kind is not None and kind not in CHECK_TYPES:
             raise bad_request(f"invalid {where}.type {kind!r}: must be http or tcp")
         port = check.get("port")
+        if isinstance(port, float):
+            # What flyd's Go decoder says of `8080.0` for an int field: JSON numbers are not coerced.
+            raise bad_request(f"json: cannot unmarshal number {port!r} into Go struct field "
+                              f"MachineCheck.{where}.port of type int")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
-            raise bad_request(f"invalid {where}.port: must be an integer from 1 to 65535")
+            raise bad_request(f"invalid {where}.port {port!r}: must be an integer from 1 to 65535")
         for key in _STRING_FIELDS:
             if key in check and not isinstance(check[key], str):
                 raise bad_request(f"invalid {where}.{key}: must be a string")

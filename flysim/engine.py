@@ -227,7 +227,7 @@ class Engine:
             await self.destroy(app, m, stopped_already=True)
 
     async def stop(self, app: App, m: Machine, *, source: str = "user") -> None:
-        if m.state in ("started", "starting", "replacing"):
+        if m.state in ("started", "starting", "restarting", "replacing"):
             self.set_state(m, "stopping")
             await self._sleep(self.profile.stop)
             self.event(m, "stop", "stopped", source)
@@ -264,16 +264,20 @@ class Engine:
         await self.boot(app, m, resume=resume)
 
     async def restart(self, app: App, m: Machine) -> None:
-        self.event(m, "restart", "restarting", "user")
-        if m.state in ("started", "starting"):
-            self.set_state(m, "stopping")
+        """Stop and boot again; the handler has already put a running machine in `restarting`."""
+        if m.state in ("started", "starting", "restarting"):
+            if m.state != "restarting":
+                self.event(m, "restart", "restarting", "user")
+                self.set_state(m, "restarting")
             await self._sleep(self.profile.stop)
             self.event(m, "exit", "stopped", "flyd", {"exit_event": {"exit_code": 0, "requested_stop": True, "restarting": True, "exited_at": rfc3339()}})
+        else:
+            self.event(m, "restart", "restarting", "user")
         await self.boot(app, m, resume=m.state == "suspended")
 
     async def replace(self, app: App, m: Machine, was: str, skip_launch: bool) -> None:
         """After an update: a running machine is replaced and rebooted."""
-        if was in ("started", "starting", "replacing"):
+        if was in ("started", "starting", "restarting", "replacing"):
             self.set_state(m, "replacing")
             await self._sleep(self.profile.replace)
             await self.boot(app, m)
@@ -284,7 +288,7 @@ class Engine:
             await self.boot(app, m)
 
     async def destroy(self, app: App, m: Machine, *, stopped_already: bool = False) -> None:
-        if not stopped_already and m.state in ("started", "starting", "replacing", "stopping", "suspending"):
+        if not stopped_already and m.state in ("started", "starting", "restarting", "replacing", "stopping", "suspending"):
             self.set_state(m, "stopping")
             await self._sleep(self.profile.stop)
             self.event(m, "exit", "stopped", "flyd", {"exit_event": {"exit_code": 0, "requested_stop": True, "exited_at": rfc3339()}})

@@ -1,13 +1,19 @@
-"""`POST /graphql`: the organisation and limited-access-token subset of Fly's GraphQL API.
+"""`POST /graphql`: the subset of Fly's GraphQL API that flyctl and other clients call.
 
 Schema: flysim/schema.graphql (names and types copied from flyctl's schema).
-Only the server token may create organisations or tokens (Fly's scoped tokens
-cannot mint tokens); an org token may read its own organisation and revoke
-its own org's tokens.
+Organisations and limited-access tokens: only the server token may create
+organisations or tokens (Fly's scoped tokens cannot mint tokens); an org token
+may read its own organisation and revoke its own org's tokens.
+Apps: `app(name:)`, `platform { regions }`, `allocateIpAddress`,
+`releaseIpAddress`, `setSecrets`, `unsetSecrets`, on the same state as the REST
+API (network.allocate_ip, network.release_ip, secrets_api.apply), with the
+same token scopes. As on Fly, `App.id` is the app's name; `internalId` is the
+REST API's app id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -16,11 +22,16 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql, parse
 from starlette.responses import JSONResponse, Response
 
+from . import network as network_api
+from . import secrets_api
 from .auth import Principal
 from .durations import parse_duration
-from .errors import bad_request
+from .errors import ApiError, bad_request
+from .regions import REGIONS
 from .sim import Ctx, Sim
-from .state import Org, Token, rfc3339
+from .state import App, IPAssignment, Org, Token, rfc3339
+
+GRAPHQL_IP_TYPES = {"v4", "v6", "shared_v4", "private_v6"}  # IPAddressType; egress IPs are elsewhere
 
 SCHEMA: GraphQLSchema = build_schema((Path(__file__).with_name("schema.graphql")).read_text())
 DEFAULT_TOKEN_EXPIRY = 20 * 365 * 24 * 3600  # flyctl's default for deploy tokens: 20 years
@@ -73,6 +84,72 @@ def _token_obj(sim: Sim, tok: Token, value: str | None) -> dict[str, Any]:
     }
 
 
+def _ip_id(ip: IPAssignment) -> str:
+    return "ip_" + hashlib.sha256(ip.ip.encode()).hexdigest()[:16]
+
+
+def _ip_obj(sim: Sim, app: App, ip: IPAssignment) -> dict[str, Any]:
+    network = None
+    if ip.type == "private_v6" and ip.network:
+        org = sim.store.world.orgs.get(app.org_slug)
+        network = {"id": f"net_{app.org_slug}_{ip.network}", "name": ip.network,
+                   "organization": _org_obj(sim, org) if org else None,
+                   "createdAt": rfc3339(ip.created_at), "updatedAt": rfc3339(ip.created_at)}
+    return {"id": _ip_id(ip), "address": ip.ip, "type": ip.type, "region": ip.region,
+            "serviceName": ip.service_name, "createdAt": rfc3339(ip.created_at), "network": network}
+
+
+def _app_obj(sim: Sim, app: App) -> dict[str, Any]:
+    deployed = any(m.state == "started" for m in app.machines.values())
+    org = sim.store.world.orgs.get(app.org_slug)
+
+    def ips() -> list[IPAssignment]:
+        return [ip for ip in app.ips if ip.type in GRAPHQL_IP_TYPES]
+
+    def ip_addresses(info: Any, **_: Any) -> dict[str, Any]:
+        nodes = [_ip_obj(sim, app, ip) for ip in ips()]
+        return {"nodes": nodes, "edges": [{"cursor": n["id"], "node": n} for n in nodes], "totalCount": len(nodes),
+                "pageInfo": {"hasNextPage": False, "hasPreviousPage": False}}
+
+    def ip_address(info: Any, address: str) -> dict[str, Any] | None:
+        return next((_ip_obj(sim, app, ip) for ip in ips() if ip.ip == address), None)
+
+    return {
+        "id": app.name,
+        "internalId": app.id,
+        "internalNumericId": app.internal_numeric_id,
+        "key": app.name,
+        "name": app.name,
+        "hostname": f"{app.name}.fly.dev",
+        "appUrl": f"https://{app.name}.fly.dev",
+        "createdAt": rfc3339(app.created_at),
+        "deployed": deployed,
+        "status": "deployed" if deployed else "pending",
+        "state": "DEPLOYED" if deployed else "PENDING",
+        "network": app.network or "default",
+        "organization": _org_obj(sim, org) if org else None,
+        "secrets": [{"id": f"sec_{app.id}_{name}", "name": name, "digest": sec.digest,
+                     "createdAt": rfc3339(sec.created_at), "user": None}
+                    for name, sec in sorted(app.secrets.items())],
+        "sharedIpAddress": next((ip.ip for ip in app.ips if ip.type == "shared_v4"), None),
+        "ipAddresses": ip_addresses,
+        "ipAddress": ip_address,
+    }
+
+
+def _api_errors(fn: Any) -> Any:
+    """A REST-layer ApiError (bad input) becomes a GraphQL error with the same message."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as err:
+            raise GraphQLError(err.message) from None
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
 def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -92,6 +169,74 @@ class Resolvers:
             # Same answer for "missing" and "not yours": no existence leak.
             raise GraphQLError("Could not find Organization")
         return _org_obj(self.sim, org)
+
+    # -- apps, platform, IPs, secrets --------------------------------------------------------
+    def _find_app(self, ident: str | None) -> App:
+        """An app by name or REST id; missing and out-of-scope give the same answer (no existence leak)."""
+        apps = self.sim.store.world.apps
+        app = apps.get(ident or "") or next((a for a in apps.values() if a.id == ident), None)
+        if app is None or not self.principal.can_app(app):
+            raise GraphQLError("Could not find App")
+        return app
+
+    def app(self, info: Any, id: str | None = None, internalId: str | None = None, key: str | None = None,
+            name: str | None = None) -> Any:
+        return _app_obj(self.sim, self._find_app(name or id or key or internalId))
+
+    def platform(self, info: Any) -> Any:
+        regions = [{"code": code, "name": name, "gatewayAvailable": gateway, "deprecated": False,
+                    "requiresPaidPlan": False, "latitude": None, "longitude": None, "processGroup": None}
+                   for code, name, gateway in REGIONS]
+        return {"regions": regions, "requestRegion": "iad"}
+
+    @_api_errors
+    def allocateIpAddress(self, info: Any, input: dict[str, Any]) -> Any:
+        app = self._find_app(input["appId"])
+        org_id = input.get("organizationId")
+        org = self.sim.store.world.orgs.get(app.org_slug)
+        if org_id and (org is None or org_id != org.id):
+            raise GraphQLError("Could not find Organization")
+        ip = network_api.allocate_ip(app, input["type"], region=input.get("region"), network=input.get("network"),
+                                     service_name=input.get("serviceName"))
+        self.sim.persist()
+        return {"clientMutationId": input.get("clientMutationId"), "app": _app_obj(self.sim, app),
+                "ipAddress": _ip_obj(self.sim, app, ip)}
+
+    def releaseIpAddress(self, info: Any, input: dict[str, Any]) -> Any:
+        ip_id, address = input.get("ipAddressId"), input.get("ip")
+        if input.get("appId"):
+            candidates = [self._find_app(input["appId"])]
+        elif ip_id:
+            candidates = [a for a in self.sim.store.world.apps.values() if self.principal.can_app(a)]
+        else:
+            raise GraphQLError("appId and ip, or ipAddressId, are required")
+        for app in candidates:
+            for ip in app.ips:
+                if (ip_id and _ip_id(ip) == ip_id) or (address and ip.ip == address):
+                    network_api.release_ip(app, ip.ip)
+                    self.sim.persist()
+                    return {"clientMutationId": input.get("clientMutationId"), "app": _app_obj(self.sim, app)}
+        raise GraphQLError("Could not find IPAddress")
+
+    @_api_errors
+    def setSecrets(self, info: Any, input: dict[str, Any]) -> Any:
+        app = self._find_app(input["appId"])
+        values: dict[str, str | None] = {}
+        if input.get("replaceAll"):
+            values = {name: None for name in app.secrets}
+        for secret in input["secrets"]:
+            values[secret["key"]] = secret["value"]
+        secrets_api.apply(app, values)
+        self.sim.persist()
+        # Machines apps get no release from a secrets change (flyctl deploys them itself).
+        return {"clientMutationId": input.get("clientMutationId"), "app": _app_obj(self.sim, app), "release": None}
+
+    @_api_errors
+    def unsetSecrets(self, info: Any, input: dict[str, Any]) -> Any:
+        app = self._find_app(input["appId"])
+        secrets_api.apply(app, {key: None for key in input["keys"]})
+        self.sim.persist()
+        return {"clientMutationId": input.get("clientMutationId"), "app": _app_obj(self.sim, app), "release": None}
 
     def createOrganization(self, info: Any, input: dict[str, Any]) -> Any:
         if self.principal.kind != "server":

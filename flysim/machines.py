@@ -13,18 +13,39 @@ from starlette.responses import JSONResponse, Response
 from . import checks, execsim, ids, render
 from .engine import STABLE_STATES
 from .errors import ApiError, bad_request, not_found, precondition
-from .render import empty
 from .sim import Ctx
 from .state import App, Lease, Machine, MachineVersionRecord, rfc3339
 
 DEFAULT_GUEST = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
 DEFAULT_REGION = "iad"
 DEFAULT_LEASE_TTL = 30
+MAX_LEASE_TTL = 10 * 365 * 24 * 3600  # beyond any real use; keeps expiry a representable date
 WAIT_STATES = {"started", "stopped", "suspended", "destroyed", "failed", "settled"}
 REGION_RE = re.compile(r"^[a-z]{3}$")
-ACTIVE_STATES = {"started", "starting", "replacing", "stopping", "suspending"}
+ACTIVE_STATES = {"started", "starting", "restarting", "replacing", "stopping", "suspending"}
 SIGNALS = {"SIGABRT", "SIGALRM", "SIGFPE", "SIGHUP", "SIGILL", "SIGINT", "SIGKILL", "SIGPIPE",
            "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGTRAP", "SIGUSR1", "SIGUSR2"}
+# fly-go's `Kill` sends the number: `{"signal": 9}` (flaps/flaps_machines.go).
+SIGNAL_NUMBERS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 8: "SIGFPE",
+                  9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM"}
+STOPPING_SIGNALS = {"SIGKILL", "SIGTERM", "SIGINT"}
+
+
+def _signal(value: Any, *, required: bool) -> str | None:
+    """A signal name from a body's `signal` (a name or fly-go's number); 400 for anything else."""
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and value in SIGNALS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in SIGNAL_NUMBERS:
+        return SIGNAL_NUMBERS[value]
+    raise bad_request(f"invalid signal {value!r}: want one of {sorted(SIGNALS)}")
+
+
+def ok() -> JSONResponse:
+    """The body Fly's docs show for stop, restart, suspend, signal, cordon, uncordon and
+    machine delete (superfly/docs reference/machines/_machines_ok_true_resp.erb)."""
+    return JSONResponse({"ok": True})
 
 
 # -- helpers --------------------------------------------------------------------
@@ -143,10 +164,10 @@ def _ttl(value: Any) -> int:
         return DEFAULT_LEASE_TTL
     try:
         ttl = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request("ttl must be an integer number of seconds") from None
-    if ttl < 1:
-        raise bad_request("ttl must be positive")
+    if ttl < 1 or ttl > MAX_LEASE_TTL:
+        raise bad_request(f"ttl must be between 1 and {MAX_LEASE_TTL} seconds")
     return ttl
 
 
@@ -212,7 +233,10 @@ async def show(ctx: Ctx) -> Response:
         if rec is None:
             raise not_found("machine version")
         out = _render(ctx, app, m)
-        out.update({"config": rec.config, "instance_id": rec.version, "version": rec.version})
+        # An older version reports `replaced`, whatever the machine is doing now
+        # (superfly/docs machines/machine-states, "Terminal states").
+        out.update({"config": rec.config, "instance_id": rec.version, "version": rec.version, "state": "replaced"})
+        out.pop("checks", None)
         if rec.image_ref:
             out["image_ref"] = rec.image_ref
         return JSONResponse(out)
@@ -286,10 +310,12 @@ async def start(ctx: Ctx) -> Response:
         raise precondition("machine still active, refusing to start")
     if prev == "replacing":
         raise precondition("unable to start machine from current state: 'replacing'")
-    if prev not in ("started", "starting"):
+    if prev not in ("started", "starting", "restarting"):
         engine = ctx.sim.engine
         await engine.run(m, engine.start(app, m))
-    return empty()
+    # superfly/docs reference/machines/_machines_start_resp.erb; fly-go's `Start`
+    # decodes the body into MachineStartResponse, so it must be JSON.
+    return JSONResponse({"previous_state": prev, "migrated": False, "new_host": ""})
 
 
 async def stop(ctx: Ctx) -> Response:
@@ -297,25 +323,30 @@ async def stop(ctx: Ctx) -> Response:
     m = ctx.machine(app, allow_destroyed=False)
     check_lease(ctx, m)
     body = await ctx.body()
-    sig = body.get("signal")
-    if sig is not None and sig not in SIGNALS:
-        raise bad_request(f"invalid signal {sig!r}")
-    if m.state in ("started", "starting", "replacing"):
+    _signal(body.get("signal"), required=False)
+    if m.state in ("started", "starting", "restarting", "replacing"):
         engine = ctx.sim.engine
         await engine.run(m, engine.stop(app, m))
-    return empty()
+    return ok()
 
 
 async def restart(ctx: Ctx) -> Response:
     app = ctx.app()
     m = ctx.machine(app, allow_destroyed=False)
     check_lease(ctx, m)
+    # fly-go's `Restart` sends force_stop, timeout and signal as query parameters.
+    _signal(ctx.query.get("signal") or None, required=False)
     # Restart is stop-then-start: a machine that is not running is simply started.
     if m.state in ("stopping", "suspending", "destroying", "replacing"):
         raise precondition(f"unable to restart machine from current state: '{m.state}'")
     engine = ctx.sim.engine
+    if m.state in ("started", "starting", "restarting"):
+        # `restarting` is a transient state (superfly/docs machines/machine-states);
+        # set before answering so that a wait for `started` sees the restart.
+        engine.event(m, "restart", "restarting", "user")
+        engine.set_state(m, "restarting")
     await engine.run(m, engine.restart(app, m))
-    return empty()
+    return ok()
 
 
 async def suspend(ctx: Ctx) -> Response:
@@ -323,12 +354,12 @@ async def suspend(ctx: Ctx) -> Response:
     m = ctx.machine(app, allow_destroyed=False)
     check_lease(ctx, m)
     if m.state == "suspended":
-        return empty()
+        return ok()
     if m.state not in ("started", "starting"):
         raise precondition(f"unable to suspend machine from current state: '{m.state}'")
     engine = ctx.sim.engine
     await engine.run(m, engine.suspend(app, m))
-    return empty()
+    return ok()
 
 
 async def delete(ctx: Ctx) -> Response:
@@ -337,12 +368,12 @@ async def delete(ctx: Ctx) -> Response:
     check_lease(ctx, m)
     force = _bool(ctx.query.get("force")) or _bool(ctx.query.get("kill"))
     if m.state == "destroying":
-        return empty()
+        return ok()
     if m.state in ACTIVE_STATES and not force:
         raise precondition("unable to destroy machine, not currently stopped, suspended, failed or created")
     engine = ctx.sim.engine
     await engine.run(m, engine.destroy(app, m))
-    return empty()
+    return ok()
 
 
 async def signal(ctx: Ctx) -> Response:
@@ -350,15 +381,13 @@ async def signal(ctx: Ctx) -> Response:
     m = ctx.machine(app, allow_destroyed=False)
     check_lease(ctx, m)
     body = await ctx.body()
-    sig = body.get("signal")
-    if sig not in SIGNALS and sig != 9:
-        raise bad_request(f"invalid signal {sig!r}")
+    sig = _signal(body.get("signal"), required=True)
     if m.state != "started":
         raise precondition(f"machine is not started (state: {m.state})")
-    if sig in ("SIGKILL", "SIGTERM", "SIGINT", 9):
+    if sig in STOPPING_SIGNALS:
         engine = ctx.sim.engine
         await engine.run(m, engine.stop(app, m, source="user"))
-    return empty()
+    return ok()
 
 
 async def cordon(ctx: Ctx) -> Response:
@@ -367,7 +396,7 @@ async def cordon(ctx: Ctx) -> Response:
     check_lease(ctx, m)
     m.cordoned = ctx.operation == "Machines_cordon"
     ctx.sim.engine.changed()
-    return empty()
+    return ok()
 
 
 # -- wait / events / versions ---------------------------------------------------------------
@@ -453,6 +482,9 @@ async def lease_create(ctx: Ctx) -> Response:
     m = ctx.machine(app, allow_destroyed=False)
     body = await ctx.body()
     ttl = _ttl(body.get("ttl") if body.get("ttl") is not None else ctx.query.get("ttl"))
+    description = body.get("description") or ""
+    if not isinstance(description, str):
+        raise bad_request("description must be a string")
     nonce = ctx.nonce()
     lease = m.lease
     if lease is not None and lease.active():
@@ -462,10 +494,10 @@ async def lease_create(ctx: Ctx) -> Response:
                 f"machine ID {m.id} lease currently held by {lease.owner}, expires at {rfc3339(lease.expires_at * 1000)}",
             )
         lease.expires_at = int(time.time()) + ttl  # refresh
-        if body.get("description"):
-            lease.description = body["description"]
+        if description:
+            lease.description = description
     else:
-        lease = _new_lease(ctx, m, ttl, body.get("description") or "")
+        lease = _new_lease(ctx, m, ttl, description)
     ctx.sim.engine.changed()
     return JSONResponse(render.lease(lease), status_code=201)
 
@@ -487,7 +519,8 @@ async def lease_release(ctx: Ctx) -> Response:
         raise ApiError(409, f"machine ID {m.id} lease nonce mismatch")
     m.lease = None
     ctx.sim.engine.changed()
-    return empty()
+    # superfly/docs reference/machines/_machines_lease_release_resp.erb
+    return JSONResponse({"status": "success", "data": {"ok": True}})
 
 
 # -- metadata -------------------------------------------------------------------------------------

@@ -49,44 +49,58 @@ async def ips_list(ctx: Ctx) -> Response:
     return JSONResponse({"ips": [_render_ip(app, ip) for ip in app.ips]})
 
 
-async def ips_create(ctx: Ctx) -> Response:
-    app = ctx.app()
-    body = await ctx.body()
-    kind = body.get("type")
-    if kind not in IP_TYPES:
+def allocate_ip(app: App, kind: Any, *, region: Any = None, network: Any = None, service_name: Any = None) -> IPAssignment:
+    """Assign an IP to the app (REST `App_IPAssignments_create` and GraphQL `allocateIpAddress`)."""
+    if not isinstance(kind, str) or kind not in IP_TYPES:
         raise bad_request(f"type must be one of {sorted(IP_TYPES)}")
     if kind == "egress_pair":
         raise bad_request("egress_pair is not supported by flysim")
-    network = body.get("network") or None
+    for field, value in (("region", region), ("network", network), ("service_name", service_name)):
+        if value is not None and not isinstance(value, str):
+            raise bad_request(f"{field} must be a string")
+    network = network or None
     if kind != "private_v6" and network:
         raise bad_request("network is only valid for private_v6 addresses")
     if kind == "shared_v4":
         # An app has at most one shared IPv4; asking again returns it.
         for ip in app.ips:
             if ip.type == "shared_v4":
-                return JSONResponse(_render_ip(app, ip))
+                return ip
     ip = IPAssignment(
         ip=_ip_for(kind),
         type=kind,
-        region=body.get("region") or "global",
+        region=region or "global",
         shared=kind == "shared_v4",
         network=network if kind == "private_v6" else None,
-        service_name=body.get("service_name") or None,
+        service_name=service_name or None,
     )
     app.ips.append(ip)
+    return ip
+
+
+def release_ip(app: App, addr: str) -> bool:
+    for ip in app.ips:
+        if ip.ip == addr:
+            app.ips.remove(ip)
+            return True
+    return False
+
+
+async def ips_create(ctx: Ctx) -> Response:
+    app = ctx.app()
+    body = await ctx.body()
+    ip = allocate_ip(app, body.get("type"), region=body.get("region"), network=body.get("network"),
+                     service_name=body.get("service_name"))
     ctx.sim.persist()
     return JSONResponse(_render_ip(app, ip))
 
 
 async def ips_delete(ctx: Ctx) -> Response:
     app = ctx.app()
-    addr = ctx.params["ip"]
-    for ip in app.ips:
-        if ip.ip == addr:
-            app.ips.remove(ip)
-            ctx.sim.persist()
-            return Response(status_code=204)
-    raise not_found("ip assignment")
+    if not release_ip(app, ctx.params["ip"]):
+        raise not_found("ip assignment")
+    ctx.sim.persist()
+    return Response(status_code=204)
 
 
 # -- certificates --------------------------------------------------------------------------

@@ -129,6 +129,6 @@ def app(a: App, org: Org | None) -> dict[str, Any]:
             "internal_numeric_id": org.internal_numeric_id if org else 0,
         },
     }
-    if a.network:
-        out["network"] = a.network
+    # An app created without a network is on the org's default one, and Fly says so.
+    out["network"] = a.network or "default"
     return out

@@ -47,22 +47,30 @@ async def list_(ctx: Ctx) -> Response:
     return JSONResponse({"secrets": [_render(s) for _, s in sorted(app.secrets.items())]})
 
 
-async def update(ctx: Ctx) -> Response:
-    """Secrets_update: `{"values": {NAME: value | null}}`; null unsets NAME."""
-    app = ctx.app()
-    body = await ctx.body()
-    values = body.get("values")
+def apply(app: App, values: Any) -> None:
+    """Set (value) and unset (None) secrets in one new secrets version; all checked first.
+
+    Shared by REST `Secrets_update` and GraphQL `setSecrets`/`unsetSecrets`."""
     if not isinstance(values, dict):
         raise bad_request("values must be an object of secret names to values (null to unset)")
     for name, value in values.items():
         if value is not None and not isinstance(value, str):
             raise bad_request(f"value for {name} must be a string or null")
+        if value is not None and not NAME_RE.match(name):
+            raise bad_request(f"invalid secret name {name!r}")
     for name, value in values.items():
         if value is None:
             app.secrets.pop(name, None)
         else:
             _set(app, name, value)
     app.secrets_version += 1
+
+
+async def update(ctx: Ctx) -> Response:
+    """Secrets_update: `{"values": {NAME: value | null}}`; null unsets NAME."""
+    app = ctx.app()
+    body = await ctx.body()
+    apply(app, body.get("values"))
     ctx.sim.persist()
     return JSONResponse({
         "secrets": [_render(s) for _, s in sorted(app.secrets.items())],

@@ -61,6 +61,7 @@ class Sim:
         """Machines caught mid-transition by a restart land in their target state."""
         settle = {
             "starting": "started",
+            "restarting": "started",
             "replacing": "started",
             "stopping": "stopped",
             "suspending": "suspended",

@@ -11,6 +11,7 @@ from .sim import Ctx
 from .state import Volume
 
 MAX_SIZE_GB = 500  # Fly's documented volume maximum
+DEFAULT_SIZE_GB = 3
 
 
 def _int(value: object, field: str) -> int:
@@ -40,7 +41,8 @@ async def create(ctx: Ctx) -> Response:
         raise bad_request("name is required")
     if not isinstance(region, str) or not region:
         raise bad_request("region is required")
-    size = _int(body.get("size_gb", 1), "size_gb")
+    # Fly's documented default (superfly/docs machines/api/volumes-resource: size_gb, "default 3").
+    size = _int(body.get("size_gb", DEFAULT_SIZE_GB), "size_gb")
     if size < 1 or size > MAX_SIZE_GB:
         raise bad_request(f"size_gb must be between 1 and {MAX_SIZE_GB}")
     files: dict[str, str] = {}

@@ -151,7 +151,11 @@ def _check_everything(flysim: FlysimServer, openapi: OpenAPI) -> None:
             if content or not _declares_no_body(spec_dict, request.method, request.url.path, response.status_code):
                 problems.append(f"response {label}: body missing")
         except Exception as exc:  # noqa: BLE001
-            problems.append(f"response {label}: {_why(exc)}")
+            # Where the spec declares no body (`content: {}`), Fly answers JSON all the same (`{"ok": true}`
+            # for stop and delete, the previous state for start; fly-go's flaps decodes it): a documented
+            # departure of the spec from Fly (`json-bodies-where-spec-declares-none` in flysim/departures.json).
+            if not (content and _declares_no_body(spec_dict, request.method, request.url.path, response.status_code)):
+                problems.append(f"response {label}: {_why(exc)}")
         checked.add(f"{request.method} {request.url.path}")
     assert not problems, "\n".join(problems)
     assert len(checked) >= 25  # the scenario really went through the API

@@ -4,6 +4,7 @@ Run in-process on the SDK's mocks, with the config set as the engine sets it."""
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +28,11 @@ class _NoResources(pulumi.runtime.Mocks):
 
 @pytest.fixture
 def run_program() -> Iterator[Any]:
+    # The SDK's mocks run on the current event loop; tests that ran before (anyio, the MCP client) may
+    # have left none set, so give each run a loop of its own.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
     def run(config: dict[str, str], secret_keys: list[str] | None = None) -> str:
         pulumi.runtime.set_mocks(_NoResources(), project="artifact-slice", stack="org1", preview=True)
         pulumi.runtime.set_all_config(config, secret_keys or [])
@@ -38,6 +44,8 @@ def run_program() -> Iterator[Any]:
 
     yield run
     pulumi.runtime.set_all_config({}, [])
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def test_bad_config_is_a_run_error(run_program) -> None:

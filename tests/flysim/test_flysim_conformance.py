@@ -12,6 +12,8 @@ import json
 
 import httpx
 
+from flysim.app import API_ROUTES, extra_routes
+from flysim.departures import load_departures
 from flysim.testing import FlysimServer
 
 from openapi_core import OpenAPI
@@ -22,6 +24,17 @@ from tests.reference import fly_reference
 from tests.reference.openapi import OpenAPIRequest, OpenAPIResponse
 
 SPEC_PATH = fly_reference("machines-openapi.json")
+DEPARTURES = load_departures()
+
+
+def _operation(r: httpx.Response) -> str:
+    """The operationId flysim routes the request to (its route table)."""
+    from starlette.routing import compile_path
+
+    for method, path, op, _ in API_ROUTES + extra_routes():
+        if method == r.request.method and compile_path(path)[0].match(r.request.url.path):
+            return op
+    return "unknown"
 
 
 def _scenario(c: httpx.Client, fly: FlysimServer) -> None:
@@ -115,7 +128,7 @@ def test_every_documented_response_matches_the_spec(fly: FlysimServer) -> None:
     exchanges: list[httpx.Response] = []
     with fly.client(event_hooks={"response": [lambda r: r.read() and None or exchanges.append(r)]}) as c:
         _scenario(c, fly)
-    validated, undocumented, failures = 0, [], []
+    validated, undocumented, failures, departed = 0, [], [], set()
     for r in exchanges:
         try:
             api.validate_response(OpenAPIRequest.of(r.request), OpenAPIResponse.of(r))
@@ -128,9 +141,15 @@ def test_every_documented_response_matches_the_spec(fly: FlysimServer) -> None:
         except ResponseNotFound:
             undocumented.append(f"{r.request.method} {r.request.url.path} -> {r.status_code}")
         except Exception as exc:  # noqa: BLE001 - report every mismatch at once
+            operation = _operation(r)
+            if DEPARTURES.covers("body", operation, r.status_code):
+                departed.add(operation)  # a JSON body where the spec declares none (departures.json)
+                continue
             failures.append(f"{r.request.method} {r.request.url.path} -> {r.status_code}: {exc!r} {getattr(exc, '__cause__', '')!r} body={r.text[:300]}")
     assert not failures, "\n".join(failures)
-    assert validated >= 60, (validated, undocumented)
+    assert validated >= 50, (validated, undocumented)
+    assert departed == {"Machines_start", "Machines_stop", "Machines_restart", "Machines_suspend", "Machines_signal",
+                        "Machines_cordon", "Machines_uncordon", "Machines_delete", "Machines_release_lease"}
     # The only undocumented status in this scenario is none: all calls above are happy paths
     # except the duplicate app (422, documented).
     assert undocumented == [], undocumented

@@ -67,6 +67,14 @@ def test_malformed_checks_are_refused_before_anything_is_created(client: httpx.C
     assert client.get(f"/v1/apps/{app_name}/machines").json() == []
 
 
+def test_a_float_port_is_refused_as_flyds_go_decoder_refuses_it(client: httpx.Client, app_name: str) -> None:
+    # Pulumi hands dynamic providers numbers as floats; Fly's Go decoder does not coerce 8080.0 to an int.
+    r = client.post(f"/v1/apps/{app_name}/machines",
+                    json={"config": {"image": RELAY, "checks": {"h": {"type": "http", "port": 8080.0}}}})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("json: cannot unmarshal number 8080.0 into Go struct field")
+
+
 def test_check_failure_fault_fails_an_apps_checks_until_removed(fly: FlysimServer, client: httpx.Client, app_name: str) -> None:
     m = _machine(client, app_name)
     other = client.post("/v1/apps", json={"app_name": "other-app", "org_slug": "personal"})

@@ -37,7 +37,8 @@ def test_skip_launch_then_start_stop(client: httpx.Client, app_name: str) -> Non
     m = make_machine(client, app_name, skip_launch=True)
     assert m["state"] == "created"
     r = client.post(url(app_name, m["id"], "/start"))
-    assert r.status_code == 200 and r.content == b""  # spec: no content
+    # superfly/docs reference/machines/_machines_start_resp.erb; fly-go's Start decodes it
+    assert r.status_code == 200 and r.json() == {"previous_state": "created", "migrated": False, "new_host": ""}
     assert client.get(url(app_name, m["id"], "/wait")).status_code == 200
     assert client.post(url(app_name, m["id"], "/stop"), json={"signal": "SIGTERM"}).status_code == 200
     r = client.get(url(app_name, m["id"], "/wait"), params={"state": "stopped"})
