@@ -11,34 +11,32 @@ from pathlib import Path
 
 import pytest
 
-from . import harness
-from .harness import PROJECT_FILES, REPO, make_stack
+from ops.workspace import link_project
+
+from .harness import REPO, make_stack
 
 pytestmark = pytest.mark.e2e
 
-# The last commit of the untyped layer (the engine upgrade to 3.259, before the typed providers).
-PREVIOUS_LAYER = "d3781e3cec47e3875497933a7f9ec094bfcf8e58"
+# A commit of main with the last untyped layer (before the typed providers were merged).
+PREVIOUS_LAYER = "fd7dd24f139c4293d4fe7b5c67a379e1a5f30b79"
 UNTYPED = "pulumi-python:dynamic:Resource"
 
 
 def _checkout(commit: str, into: Path) -> Path:
-    present = set(subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", commit], check=True,
-                                 capture_output=True, text=True).stdout.split())
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit,
-                              *[p for p in PROJECT_FILES if p in present]], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], check=True,
+                             capture_output=True).stdout
     into.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
 
 
-def test_a_stack_of_the_previous_layer_updates_in_place(tmp_path: Path, pulumi_bin: Path, flysim,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stack_of_the_previous_layer_updates_in_place(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
     old_code = _checkout(PREVIOUS_LAYER, tmp_path / "previous-layer")
-    monkeypatch.setattr(harness, "REPO", old_code)
+    link_project(tmp_path / "stack" / "project", repo=old_code)  # make_stack keeps links it finds
     s = make_stack(tmp_path / "stack", pulumi_bin, flysim.url, flysim.token,
                    secret_config={"artifact-slice:clerkSecretKey": "sk_sim_0123456789abcdef"})
-    monkeypatch.undo()
+    assert (s.work_dir / "fly").resolve() == (old_code / "fly").resolve()
     assert s.up().summary.result == "succeeded"
     state = s.stack.export_stack().deployment["resources"]
     assert sum(r["type"] == UNTYPED for r in state) >= 25
@@ -46,10 +44,10 @@ def test_a_stack_of_the_previous_layer_updates_in_place(tmp_path: Path, pulumi_b
                        for a in flysim.state()["apps"]}
 
     # The same project directory, now with this layer's code.
-    for name in PROJECT_FILES:
-        link = s.work_dir / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(REPO / name)
+    for link in s.work_dir.iterdir():
+        if link.is_symlink() and link.name != ".venv":
+            link.unlink()
+    link_project(s.work_dir)
 
     flysim.clear_calls()
     preview = s.preview()
