@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from flysim.testing import FlysimServer
+from ops.workspace import REPO, VENV, link_project
 
-from .harness import PROJECT_FILES, REPO, VENV
 from .userpaths import readme_block, view
 
 pytestmark = pytest.mark.e2e
@@ -46,11 +46,7 @@ def test_readme_real_slice_steps_work_as_written(pulumi_bin: Path, tmp_path: Pat
     for expected in ("pulumi stack init org1", "pulumi preview", "pulumi up"):
         assert expected in steps, f"the README's steps don't include `{expected}`: {steps}"
 
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        (project / name).symlink_to(REPO / name)
-    (project / ".venv").symlink_to(VENV)
+    project = link_project(tmp_path / "project")  # the checkout's files as links, without its stack files
     shutil.copy(REPO / "Pulumi.org1.yaml", project / "Pulumi.org1.yaml")  # `stack init` writes to it
     checkout_stack_file = (REPO / "Pulumi.org1.yaml").read_text()
     backend = tmp_path / "backend"

@@ -275,10 +275,8 @@ class GraphqlHang:
         from starlette.responses import JSONResponse
 
         self.fired = False
-        route = next(r for r in flysim._server.config.app.routes
-                     if getattr(r, "path", None) == "/graphql" and getattr(r.app, "operation", None) == "GraphQL")
-        self._endpoint = route.app
-        self._original = original = route.app.handler
+        self._endpoint = _graphql_endpoint(flysim)
+        self._original = original = self._endpoint.handler
 
         async def handler(ctx: Any) -> Any:
             body = await ctx.body()
@@ -289,7 +287,19 @@ class GraphqlHang:
                 return JSONResponse({"error": "gateway timeout"}, status_code=504)
             return response
 
-        route.app.handler = handler
+        self._endpoint.handler = handler
 
     def remove(self) -> None:
         self._endpoint.handler = self._original
+
+
+def _graphql_endpoint(flysim: Any) -> Any:
+    """flysim's endpoint of the ``GraphQL`` operation (a route's app, or one of a path's endpoints)."""
+    for route in flysim._server.config.app.routes:
+        if getattr(route, "path", None) != "/graphql":
+            continue
+        candidates = [route.app, *getattr(route.app, "endpoints", {}).values()]
+        for endpoint in candidates:
+            if getattr(endpoint, "operation", None) == "GraphQL" and hasattr(endpoint, "handler"):
+                return endpoint
+    raise AssertionError("flysim serves no GraphQL operation at /graphql")
