@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from fly import FlyAuthError, FlyClient, FlyConnection, FlyError, FlyNotFound
 from fly.appconfig.machines import MEMORY_MB_PER_CPU
 from fly.appconfig.schema import PRESETS
-from fly.regions import region_problem
+from fly.regions import FlyRegion
 
 from .errors import ControlPlaneError, from_fly, token_rejected
 from .guard import Guard
@@ -55,7 +55,7 @@ class AppSpec(BaseModel):
 
     customer: str = Field(description="customer id: lowercase letters, digits and dashes; the app is "
                                       "<slice>-cust-<customer>")
-    region: str = Field(description="three-letter Fly region")
+    region: FlyRegion = Field(description="three-letter Fly region")
     image: str = Field(min_length=1, description="the agent image")
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
@@ -72,14 +72,6 @@ class AppSpec(BaseModel):
         if not CUSTOMER_RE.match(value):
             raise ValueError("must be lowercase letters, digits and dashes, starting and ending with a letter "
                              "or digit (e.g. 'acme-1')")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        problem = region_problem(value)
-        if problem:
-            raise ValueError(f"{value!r} {problem}")
         return value
 
     @field_validator("env", "secrets")

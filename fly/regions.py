@@ -10,6 +10,9 @@ message, and this table is the one place to update.
 from __future__ import annotations
 
 import difflib
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 REGIONS: dict[str, str] = {
     "ams": "Amsterdam, Netherlands", "arn": "Stockholm, Sweden", "atl": "Atlanta, Georgia (US)",
@@ -51,3 +54,14 @@ def suggest_region(value: str) -> str:
         return ""
     named = " or ".join(f"{c} ({REGIONS[c]})" for c in close)
     return f" (did you mean {named}?)"
+
+
+def _known_region(value: str) -> str:
+    problem = region_problem(value)
+    if problem:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+# A pydantic field type for a region code: refused with the same words and hints everywhere.
+FlyRegion = Annotated[str, AfterValidator(_known_region)]

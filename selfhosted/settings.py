@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from fly.regions import region_problem
+from fly.regions import FlyRegion
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class DeploySettings(BaseModel):
 
     prefix: str = Field(description="names the apps: <prefix>-relay and <prefix>-vm")
     org: str = "personal"
-    region: str = "ams"
+    region: FlyRegion = "ams"
     vm_size: str = DEFAULT_VM_SIZE
     volume_size_gb: int = Field(default=1, ge=1, le=500)
     channel: Channel = "whatsapp"
@@ -84,14 +84,6 @@ class DeploySettings(BaseModel):
         if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", value):
             raise ValueError(f"{value!r} is not an organization slug: use the slug `fly orgs list` shows "
                              "(lowercase letters, digits and hyphens, e.g. personal)")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        problem = region_problem(value)
-        if problem:
-            raise ValueError(f"{value!r} {problem}")
         return value
 
     @field_validator("vm_size")

@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import anyio
 import httpx
@@ -19,22 +19,11 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from controlplane_helpers import REPO, SliceWorld, shared_world
+from controlplane_helpers import REPO, SliceWorld
 
 TOOLS = {"infra_manifest", "infra_list_machines", "infra_ensure_app", "infra_destroy_app", "infra_provision_org"}
 
 
-@pytest.fixture(scope="module")
-def _world() -> Iterator[SliceWorld]:
-    with shared_world() as world:
-        yield world
-
-
-@pytest.fixture
-def world(_world: SliceWorld) -> SliceWorld:
-    _world.flysim.clear_calls()
-    _world.flysim.reset_rate_limits()
-    return _world
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -15,20 +15,9 @@ from controlplane.guard import AuditLog, redact
 from controlplane.infra import Infra, connection_for
 from controlplane.manifest import Slice
 from controlplane.server import build_server
-from controlplane_helpers import SliceWorld, shared_world
+from controlplane_helpers import SliceWorld
 
 
-@pytest.fixture(scope="module")
-def _world() -> Iterator[SliceWorld]:
-    with shared_world() as world:
-        yield world
-
-
-@pytest.fixture
-def world(_world: SliceWorld) -> SliceWorld:
-    _world.flysim.clear_calls()
-    _world.flysim.reset_rate_limits()
-    return _world
 
 
 def _call(world: SliceWorld, tmp_path: Path, tool: str, args: dict[str, Any], *, token: str | None = None,
