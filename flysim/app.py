@@ -97,7 +97,12 @@ class Endpoint:
                 raise ApiError(429, "rate limit exceeded", headers={"Retry-After": str(retry)})
         except ApiError as err:
             return _error(err)
-        fault = sim.faults.match_request(self.operation, app_name, machine_id)
+        fields: frozenset[str] = frozenset()
+        if self.operation == "GraphQL":
+            from .graphql import top_level_fields
+
+            fields = top_level_fields(await request.body())
+        fault = sim.faults.match_request(self.operation, app_name, machine_id, fields)
         if fault is not None and not fault.after_commit:
             return await self._apply(fault)
         ctx = Ctx(sim, request, principal, self.operation)

@@ -16,6 +16,10 @@ kinds:
                  `critical` with `message` as output, for as long as the fault
                  exists (remove it with DELETE /__flysim/faults/{id})
 
+`graphql_field` (status/hang/fail on the `GraphQL` operation): only documents that
+select this top-level field, e.g. `createLimitedAccessToken`, so one mutation can
+be singled out among the queries a client sends around it.
+
 `after_commit=true` (status/hang/fail): the handler runs and its mutation is
 kept, but the client gets the fault instead of the real response, to test
 that clients adopt what they created instead of duplicating it.
@@ -40,6 +44,7 @@ class FaultSpec(BaseModel):
     app: str | None = None
     machine: str | None = None
     check: str | None = None  # check_failure: one check name (default: all)
+    graphql_field: str | None = None  # GraphQL: one top-level field (default: any document)
     status: int = 503
     retry_after: int | None = None
     message: str | None = None
@@ -54,6 +59,9 @@ class FaultSpec(BaseModel):
             raise ValueError("status must be a 4xx or 5xx code")
         if self.kind in ("crash_on_boot", "check_failure") and self.after_commit:
             raise ValueError(f"after_commit makes no sense for {self.kind}")
+        if self.graphql_field is not None and (self.operation not in (None, "GraphQL")
+                                               or self.kind in ("crash_on_boot", "check_failure")):
+            raise ValueError("graphql_field applies to status, hang and fail faults of the GraphQL operation")
         if self.kind == "check_failure" and (self.count is not None or self.rate is not None):
             raise ValueError("check_failure lasts until it is removed: count and rate do not apply")
         return self
@@ -105,10 +113,13 @@ class FaultRegistry:
     def _prune(self) -> None:
         self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
 
-    def match_request(self, operation: str, app: str | None, machine: str | None) -> Fault | None:
+    def match_request(self, operation: str, app: str | None, machine: str | None,
+                      graphql_fields: frozenset[str] = frozenset()) -> Fault | None:
         with self._lock:
             for f in self._faults:
                 if f.kind in ("crash_on_boot", "check_failure") or not _targets(f, app, machine, operation):
+                    continue
+                if f.graphql_field is not None and f.graphql_field not in graphql_fields:
                     continue
                 if self._fire(f):
                     self._prune()

@@ -14,6 +14,7 @@ REST API's app id.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from pathlib import Path
@@ -294,6 +295,21 @@ def _resolve_field(source: Any, info: Any, **args: Any) -> Any:
         return getattr(info.context["resolvers"], info.field_name)(info, **args)
     value = source.get(info.field_name) if isinstance(source, dict) else getattr(source, info.field_name, None)
     return value(info, **args) if callable(value) else value
+
+
+def top_level_fields(raw: bytes) -> frozenset[str]:
+    """The top-level fields a GraphQL request selects (what a `graphql_field` fault matches); none for a
+    body that isn't a GraphQL document (the handler answers that)."""
+    try:
+        query = json.loads(raw).get("query")
+        document = parse(query) if isinstance(query, str) else None
+    except (ValueError, AttributeError, GraphQLError):
+        return frozenset()
+    if document is None:
+        return frozenset()
+    return frozenset(selection.name.value for definition in document.definitions
+                     for selection in getattr(getattr(definition, "selection_set", None), "selections", ())
+                     if hasattr(selection, "name"))
 
 
 async def graphql_handler(ctx: Ctx) -> Response:

@@ -20,7 +20,7 @@ import pytest
 from flysim.testing import FlysimServer
 
 from .harness import make_stack
-from .userpaths import (Cli, GraphqlHang, SliceView, kill_run, pending_operations, readme_block, resource_name,
+from .userpaths import (Cli, SliceView, kill_run, pending_operations, readme_block, resource_name,
                         state_resources, view, wait_until)
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,6 @@ class KillPoint:
     fault: Callable[[str], dict[str, Any]]
     reached: Callable[[SliceView, FlysimServer], bool]
     resource: str
-    mint_hang: bool = False  # hang the org-token mint instead (see userpaths.GraphqlHang)
 
 
 def _fault_fired(flysim: FlysimServer) -> bool:
@@ -59,8 +58,11 @@ KILL_POINTS = {
                          "count": 1},
         reached=lambda sim, fly: _fault_fired(fly), resource="router-machine"),
     # Fly minted the token (a live `deploy_organization` token, valid for a year); the answer never came.
-    "token-mint": KillPoint(fault=lambda p: {}, reached=lambda sim, _: bool(sim.tokens()),
-                            resource="control-plane-token", mint_hang=True),
+    # (The token's create lists the org's tokens right before it mints: the fault names the mutation.)
+    "token-mint": KillPoint(
+        fault=lambda p: {"operation": "GraphQL", "graphql_field": "createLimitedAccessToken", "kind": "hang",
+                         "after_commit": True, "seconds": HANG, "count": 1},
+        reached=lambda sim, _: bool(sim.tokens()), resource="control-plane-token"),
 }
 
 
@@ -119,9 +121,7 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     prefix = s.stack.name
     cli = Cli(s, tmp_path)
 
-    hang = GraphqlHang(flysim, "createLimitedAccessToken", HANG) if kill.mint_hang else None
-    if not kill.mint_hang:
-        flysim.add_fault(**kill.fault(prefix))
+    flysim.add_fault(**kill.fault(prefix))
     run = cli.start("up", "--yes", name="up")
     try:
         wait_until(lambda: kill.reached(view(flysim, prefix), flysim), what=f"{point} in flight", alive=run,
@@ -129,8 +129,6 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
     finally:
         kill_run(run)
         flysim.clear_faults()
-        if hang is not None:
-            hang.remove()
 
     # What the user finds: the state records the interrupted create as pending.
     pending = [resource_name(op["resource"]["urn"]) for op in pending_operations(s)]

@@ -89,3 +89,24 @@ def test_rate_fault_and_listing(fly: FlysimServer, client: httpx.Client, app_nam
     assert len(fly.faults()) == 1
     fly.clear_faults()
     assert fly.faults() == []
+
+
+def test_graphql_fault_singles_out_one_mutation(fly: FlysimServer, client: httpx.Client) -> None:
+    """A client lists an org's tokens, then mints one: a `graphql_field` fault hits the mint alone, and with
+    after_commit the token exists though its answer was lost."""
+    from flysim_helpers import CREATE_TOKEN, ORG_ID, gql
+
+    fly.add_fault(operation="GraphQL", graphql_field="createLimitedAccessToken", kind="status", status=504,
+                  after_commit=True, count=1)
+    org_id = gql(client, ORG_ID, slug="personal")["data"]["organization"]["id"]  # a query: untouched
+    inp = {"name": "lost-answer", "organizationId": org_id, "profile": "deploy_organization"}
+    r = client.post("/graphql", json={"query": CREATE_TOKEN, "variables": {"input": inp}})
+    assert r.status_code == 504
+    assert fly.faults() == []
+    assert [t["name"] for t in fly.state()["tokens"] if t["name"] == "lost-answer"] == ["lost-answer"]
+
+
+def test_graphql_field_is_refused_where_it_cannot_match(fly: FlysimServer) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as exc:
+        fly.add_fault(operation="Apps_create", graphql_field="createLimitedAccessToken")
+    assert exc.value.response.status_code in (400, 422)
