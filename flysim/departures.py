@@ -5,7 +5,8 @@ whether the difference is deliberate. Entries with a `conformance` rule are the
 ones a spec-based test may meet: `{"kind": "status"|"body", "operations": [...]|"*",
 "statuses": [...]}` covers an answer whose status the spec does not document for
 the operation (`status`), or whose body does not validate against the spec
-(`body`). flysim/README.md's "Known differences from Fly" table is rendered from
+(`body`); an optional `"modes": [...]` limits a rule to requests the test made
+invalid on purpose (`negative`, `confused`). flysim/README.md's "Known differences from Fly" table is rendered from
 this file (`python -m flysim.departures`), and a test keeps the two equal.
 """
 
@@ -31,9 +32,11 @@ class Departure:
     deliberate: bool
     conformance: dict[str, Any] | None = None
 
-    def covers(self, kind: str, operation: str, status: int) -> bool:
+    def covers(self, kind: str, operation: str, status: int, mode: str | None = None) -> bool:
         rule = self.conformance
         if not rule or rule["kind"] != kind:
+            return False
+        if "modes" in rule and mode not in rule["modes"]:
             return False
         ops = rule["operations"]
         return (ops == "*" or operation in ops) and status in rule["statuses"]
@@ -43,8 +46,8 @@ class Departure:
 class Departures:
     entries: tuple[Departure, ...] = field(default_factory=tuple)
 
-    def covers(self, kind: str, operation: str, status: int) -> bool:
-        return any(d.covers(kind, operation, status) for d in self.entries)
+    def covers(self, kind: str, operation: str, status: int, mode: str | None = None) -> bool:
+        return any(d.covers(kind, operation, status, mode) for d in self.entries)
 
     def markdown(self) -> str:
         rows = ["| id | flysim | Fly | source | deliberate |", "| --- | --- | --- | --- | --- |"]

@@ -28,3 +28,10 @@ def test_no_departure_excuses_a_server_error() -> None:
     departures = load_departures()
     assert not any(departures.covers(kind, "Machines_create", status)
                    for kind in ("status", "body") for status in (500, 502, 503))
+
+
+def test_a_rule_with_modes_covers_only_requests_made_invalid_on_purpose() -> None:
+    departures = load_departures()
+    assert departures.covers("body", "Machines_create", 200, "negative")
+    assert departures.covers("body", "Machines_create", 200, "confused")
+    assert not departures.covers("body", "Machines_create", 200, "positive")

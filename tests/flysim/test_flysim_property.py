@@ -97,8 +97,9 @@ def _openapi(url: str) -> OpenAPI:
     return OpenAPI.from_dict(spec)  # checks the spec itself: seconds, so once
 
 
-def _judge(operation: str, response: httpx.Response, url: str) -> str | None:
-    """None if the answer is Fly's contract or a documented departure; else what is wrong."""
+def _judge(operation: str, response: httpx.Response, url: str, mode: str) -> str | None:
+    """None if the answer is Fly's contract or a documented departure; else what is wrong. ``mode`` is how the
+    request was made (`positive`, or `negative`/`confused`: invalid on purpose), which some departures name."""
     status = response.status_code
     label = f"{operation} {response.request.method} {response.request.url.path} -> {status}"
     if status >= 500:
@@ -118,7 +119,7 @@ def _judge(operation: str, response: httpx.Response, url: str) -> str | None:
         errors = getattr(cause, "schema_errors", None)
         problem = "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)[:300] if errors else repr(cause)[:300]
         kind = "body"
-    if DEPARTURES.covers(kind, operation, status):
+    if DEPARTURES.covers(kind, operation, status, mode):
         return None
     return f"{label}: {problem} (no departure in flysim/departures.json covers {kind} {operation} {status}) body={response.text[:200]}"
 
@@ -200,7 +201,7 @@ def test_answers_follow_the_spec_or_a_documented_departure(world: World, operati
         # Aim at the world's objects, so that requests reach the handlers instead of a 404.
         case.path_parameters = {**(case.path_parameters or {}), **{n: world.ids[n] for n in names if n in world.ids}}
         response = _send(world.client, case)
-        problem = _judge(operation, response, world.fly.url)
+        problem = _judge(operation, response, world.fly.url, getattr(mode, "value", mode))
         if problem:
             problems.append(problem)
 
