@@ -17,9 +17,22 @@ from .harness import REPO, make_stack
 
 pytestmark = pytest.mark.e2e
 
-# A commit of main with the last untyped layer (before the typed providers were merged).
-PREVIOUS_LAYER = "fd7dd24f139c4293d4fe7b5c67a379e1a5f30b79"
 UNTYPED = "pulumi-python:dynamic:Resource"
+TYPED_MARK = "pulumi-python:dynamic/fly"
+
+
+def _previous_layer() -> str:
+    """The newest commit of this clone's history whose providers are still untyped (the last of the previous
+    layer), found by content rather than by hash, which would not survive a history rewrite."""
+    commits = subprocess.run(["git", "-C", str(REPO), "rev-list", "HEAD"], check=True, capture_output=True,
+                             text=True).stdout.split()
+    for commit in commits:
+        typed = subprocess.run(["git", "-C", str(REPO), "grep", "-q", TYPED_MARK, commit, "--", "fly/providers"])
+        if typed.returncode == 1 and subprocess.run(
+                ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}:fly/providers"]).returncode == 0:
+            return commit
+    raise AssertionError("no commit of this clone's history has the untyped provider layer: "
+                         "the test needs a full clone (git clone without --depth)")
 
 
 def _checkout(commit: str, into: Path) -> Path:
@@ -32,7 +45,7 @@ def _checkout(commit: str, into: Path) -> Path:
 
 
 def test_a_stack_of_the_previous_layer_updates_in_place(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
-    old_code = _checkout(PREVIOUS_LAYER, tmp_path / "previous-layer")
+    old_code = _checkout(_previous_layer(), tmp_path / "previous-layer")
     link_project(tmp_path / "stack" / "project", repo=old_code)  # make_stack keeps links it finds
     s = make_stack(tmp_path / "stack", pulumi_bin, flysim.url, flysim.token,
                    secret_config={"artifact-slice:clerkSecretKey": "sk_sim_0123456789abcdef"})
