@@ -21,7 +21,8 @@ import json
 import os
 import re
 import time
-from typing import Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -118,6 +119,14 @@ def connection_for(slice_: Slice, token: str | None = None) -> FlyConnection:
         raise ControlPlaneError(str(exc), "correct the manifest's fly endpoints or FLY_API_BASE_URL") from None
 
 
+def at_once(*reads: Callable[[], Any]) -> list[Any]:
+    """Independent reads in parallel (one round trip for all, not one each); the first one's error, in the
+    given order, is the one raised."""
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        futures = [pool.submit(read) for read in reads]
+    return [f.result() for f in futures]
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -161,7 +170,7 @@ class Infra:
         if not fresh and time.monotonic() - self._token_checked < APP_CACHE_SECONDS:
             return
         try:
-            self.fly.list_apps(self.org)
+            listed = self.fly.list_apps(self.org)
         except FlyAuthError:
             raise token_rejected(self.org) from None
         except FlyNotFound:
@@ -169,7 +178,10 @@ class Infra:
                                     "check the manifest's org.slug; the slice's org must exist") from None
         except FlyError as exc:
             raise from_fly(exc, f"list the apps of org {self.org}", org=self.org) from None
-        self._token_checked = time.monotonic()
+        self._token_checked = now = time.monotonic()
+        # The listing is of the org's apps: each of them is known to exist there, without a look-up each.
+        for app in listed:
+            self._apps[app.name] = (now, {"name": app.name, "id": app.id, "org": self.org, "status": app.status})
 
     def find_app(self, name: str) -> dict[str, Any] | None:
         """The app if it exists in the slice's org; None if it does not exist. An app of another org is
@@ -220,11 +232,11 @@ class Infra:
         if self.find_app(nfs.name) is None:
             raise ControlPlaneError(f"NFS app {nfs.name} does not exist in org {self.org}",
                                     "run `pulumi up` of the slice to recreate it")
-        addresses = self.private_addresses(nfs.name)
+        addresses, machines = at_once(lambda: self.private_addresses(nfs.name), lambda: self.list_machines(nfs.name))
         if not addresses:
             raise ControlPlaneError(f"NFS app {nfs.name} has no private IPv6, so {nfs.name}.flycast does not resolve",
                                     "run `pulumi up` of the slice (it allocates the Flycast address)")
-        started = [m for m in self.list_machines(nfs.name) if m["state"] == "started"]
+        started = [m for m in machines if m["state"] == "started"]
         if not started:
             raise ControlPlaneError(f"NFS app {nfs.name} has no started machine",
                                     f"start it (`fly machine start -a {nfs.name}`) or run `pulumi up`")
@@ -267,8 +279,7 @@ class Infra:
         (or already this customer's app), the slice's NFS is visible; then each step's action."""
         name = self.guard.app(self.slice.customer_app(spec.customer))
         self.check_token()
-        app = self.find_app(name)
-        nfs = self.nfs_visible()
+        app, nfs = at_once(lambda: self.find_app(name), self.nfs_visible)
         steps: list[dict[str, Any]] = [{"step": "app", "target": name, "org": self.org,
                                         "action": "exists" if app else "create"}]
         volume = machine = None

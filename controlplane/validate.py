@@ -14,6 +14,7 @@ Imports neither Pulumi nor the MCP SDK: it runs inside ``pulumi up``'s provider 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,6 +23,9 @@ from .infra import Infra
 from .manifest import SERVING_ROLES
 
 SYNTHETIC_CUSTOMER = "phase6-synthetic"
+# Reads in flight at once: the slice's apps and a few more, well under Fly's per-action limits (each read
+# names another app or machine).
+MAX_PARALLEL_READS = 16
 
 
 @dataclass
@@ -36,12 +40,24 @@ class Report:
     def check(self, what: str, run: Callable[[], str | None]) -> None:
         """Run one check; it passes unless it raises ``ControlPlaneError``. Its return value, if any,
         is added to the line."""
-        try:
-            detail = run()
-        except ControlPlaneError as exc:
-            self.failed.append(f"{what}: {exc}")
-        else:
-            self.passed.append(f"{what} ({detail})" if detail else what)
+        self.check_all([(what, run)])
+
+    def check_all(self, checks: list[tuple[str, Callable[[], str | None]]]) -> None:
+        """Run independent checks at once (each is a read or two at Fly: together they take one round
+        trip, not one each); their lines keep the given order."""
+        def outcome(run: Callable[[], str | None]) -> tuple[bool, str | None]:
+            try:
+                return True, run()
+            except ControlPlaneError as exc:
+                return False, str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(checks), MAX_PARALLEL_READS))) as pool:
+            results = list(pool.map(outcome, [run for _, run in checks]))
+        for (what, _), (passed, detail) in zip(checks, results):
+            if passed:
+                self.passed.append(f"{what} ({detail})" if detail else what)
+            else:
+                self.failed.append(f"{what}: {detail}")
 
     def render(self) -> str:
         lines = [f"PASS {p}" for p in self.passed] + [f"FAIL {f}" for f in self.failed]
@@ -52,17 +68,21 @@ class Report:
 def validate_slice(infra: Infra) -> Report:
     report = Report()
     apps = infra.slice.apps
+    # The token check lists the org's apps: the existence checks below read that listing.
     report.check(f"the org token works in org {infra.org}", infra.check_token)
     if report.failed:  # every other check would fail the same way
         return report
 
+    checks: list[tuple[str, Callable[[], str | None]]] = []
     for role, app in sorted(apps.items()):
         def exists(name: str = app.name) -> None:
             if infra.find_app(name) is None:
                 raise ControlPlaneError(f"app {name} not found in org {infra.org}",
                                         "run `pulumi refresh` then `pulumi up` to recreate it")
-        report.check(f"app {app.name} ({role}) exists", exists)
+        checks.append((f"app {app.name} ({role}) exists", exists))
+    report.check_all(checks)
 
+    checks = []
     pool = apps.get("worker_pool")
     if pool is not None:
         def pool_empty() -> None:
@@ -71,7 +91,7 @@ def validate_slice(infra: Infra) -> Report:
                 raise ControlPlaneError(
                     f"{len(machines)} found: {', '.join(m['id'] + ' ' + m['state'] for m in machines)}",
                     "the pool's machines are fly-exec's workers; destroy them before handing the slice over")
-        report.check(f"worker pool {pool.name} has no machines", pool_empty)
+        checks.append((f"worker pool {pool.name} has no machines", pool_empty))
 
     for role in SERVING_ROLES:
         if role not in apps:
@@ -85,7 +105,7 @@ def validate_slice(infra: Infra) -> Report:
                 raise ControlPlaneError(f"machine(s) {', '.join(m['id'] + ' ' + m['state'] for m in stopped)}",
                                         f"start them (`fly machine start -a {name}`) and check why they stopped")
             return ", ".join(m["id"] for m in machines)
-        report.check(f"{role} app {apps[role].name} is running", running)
+        checks.append((f"{role} app {apps[role].name} is running", running))
 
     for role, app in sorted(apps.items()):
         if not app.flycast:
@@ -95,10 +115,11 @@ def validate_slice(infra: Infra) -> Report:
             if not addresses:
                 raise ControlPlaneError(f"app {name} has no private IPv6", "run `pulumi up` to allocate it")
             return ", ".join(addresses)
-        report.check(f"{app.name}.flycast resolves", flycast)
+        checks.append((f"{app.name}.flycast resolves", flycast))
 
     def dry_run() -> str:
         plan = infra.ensure_app(infra.spec(SYNTHETIC_CUSTOMER), dry_run=True)
         return f"{plan['app']} in {plan['org']}: {plan['changes']} change(s) planned, NFS at {plan['nfs']}"
-    report.check("a synthetic customer app can be provisioned (ensure_app dry run)", dry_run)
+    checks.append(("a synthetic customer app can be provisioned (ensure_app dry run)", dry_run))
+    report.check_all(checks)
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -66,6 +67,7 @@ class Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         status = 500
+        started = time.time()
         try:
             response = await self._pipeline(request)
             if response is None:  # fault kind "fail": cut the connection mid-response
@@ -78,7 +80,7 @@ class Endpoint:
             await response(scope, receive, send)
         finally:
             self.sim.record_call(request.method, request.url.path, status, self.operation,
-                                 graphql=scope.get("flysim.graphql_operation"))
+                                 graphql=scope.get("flysim.graphql_operation"), started=started)
 
     async def _pipeline(self, request: Request) -> Response | None:
         sim = self.sim

@@ -6,9 +6,11 @@ enforce the caller's token scope, so no handler can forget the check.
 
 from __future__ import annotations
 
+
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,12 +109,15 @@ class Sim:
         *,
         mutating: bool | None = None,
         host: str | None = None,
+        started: float | None = None,
     ) -> None:
         # `mutating` lets tests and benchmarks tell reads from writes; a GraphQL query is a POST that reads.
         if mutating is None:
             mutating = method in ("POST", "PUT", "PATCH", "DELETE") and graphql != "query"
         entry: dict[str, Any] = {"method": method, "path": path, "status": status, "operation": operation,
-                                 "mutating": mutating}
+                                 "mutating": mutating, "at": round(time.time(), 4)}
+        if started is not None:  # when the request arrived: timelines in the benchmark
+            entry["started"] = round(started, 4)
         if graphql:
             entry["graphql"] = graphql
         if host:

@@ -129,6 +129,16 @@ class SliceStack:
     def up(self, **kwargs: Any) -> auto.UpResult:
         return self.stack.up(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
+    def up_as_cli(self) -> None:
+        """`pulumi up --yes --skip-preview` as a CI job runs it: the engine's command alone. (``up`` goes
+        through the Automation API, which runs `stack output` and `stack history` after it for its result.)
+        Raises ``auto.CommandError`` with what the engine printed when it fails."""
+        workspace = self.stack.workspace
+        workspace.pulumi_command.run(
+            ["up", "--yes", "--skip-preview", "--color", "never", "--stack", self.stack.name], str(self.work_dir),
+            {**workspace.env_vars, **({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {})},
+            on_output=self._out, on_error=self._out)
+
     def preview(self, **kwargs: Any) -> auto.PreviewResult:
         return self.stack.preview(on_output=self._out, on_error=self._out, color="never", diff=True, **kwargs)
 

@@ -142,3 +142,15 @@ def test_an_unreachable_api_says_what_to_try() -> None:
     message = str(exc.value)
     assert "could not reach the Fly API (ConnectError" in message
     assert "FLY_API_BASE_URL" in message and "run `pulumi up` again" in message
+
+
+@pytest.mark.parametrize("flaps, api", [("https://api.machines.dev", "https://api.fly.io"),
+                                        ("http://127.0.0.1:9", "https://api.fly.io"),
+                                        ("https://api.machines.dev", "http://127.0.0.1:8")])
+def test_certificates_are_checked_wherever_an_endpoint_is_https(flaps: str, api: str) -> None:
+    import ssl
+
+    connection = FlyConnection.resolve(token="abc", api_base_url=api, flaps_base_url=flaps, environ={})
+    with FlyClient(connection) as client:
+        context = client._http._transport._pool._ssl_context  # httpx keeps it on the connection pool
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -118,3 +118,53 @@ def test_a_failing_release_command_is_a_typed_error(flysim) -> None:
     with pytest.raises(FlyReleaseCommandFailed) as exc:
         ReleaseCommandProvider().create({"app": "rel-app", "region": "syd", "config": config, **c})
     assert exc.value.exit_code == 3 and "release command of app rel-app failed with exit code 3" in str(exc.value)
+
+
+def _gate_props(c: dict, machine_id: str, timeout: int) -> dict:
+    return {"app": "gate-app", "machine_id": machine_id, "name": "true", "command": ["true"], "timeout": timeout, **c}
+
+
+def test_a_health_gate_on_a_started_machine_runs_its_check_at_once(flysim) -> None:
+    from fly.providers import ExecCheckProvider
+
+    c = conn(flysim)
+    AppProvider().create({"name": "gate-app", "org_slug": "personal", **c})
+    machine = MachineProvider().create({"app": "gate-app", "name": "gate-0", "region": "syd",
+                                        "config": {"image": "img:1"}, **c})
+    flysim.clear_calls()
+    assert ExecCheckProvider().create(_gate_props(c, machine.id, 30)).outs["passed_at"]
+    assert [x["operation"] for x in flysim.calls()] == ["Machines_exec"]
+
+
+def test_a_health_gate_on_a_stopped_machine_waits_for_it_to_start(flysim) -> None:
+    import threading
+
+    from fly import FlyClient, FlyConnection, FlyHealthGateFailed
+    from fly.providers import ExecCheckProvider
+
+    c = conn(flysim)
+    AppProvider().create({"name": "gate-app", "org_slug": "personal", **c})
+    machine = MachineProvider().create({"app": "gate-app", "name": "gate-0", "region": "syd",
+                                        "config": {"image": "img:1"}, **c})
+    connection = FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
+                                       environ={})
+    with FlyClient(connection) as client:
+        client.stop_machine("gate-app", machine.id)
+        client.wait_machine("gate-app", machine.id, "stopped", timeout=10)
+        # Nobody starts it: the gate fails at its timeout, saying why.
+        flysim.clear_calls()
+        with pytest.raises(FlyHealthGateFailed, match="not started"):
+            ExecCheckProvider().create(_gate_props(c, machine.id, 2))
+        assert [x["operation"] for x in flysim.calls()][:2] == ["Machines_exec", "Machines_wait"]
+
+        # Started by someone else while the gate waits: it passes once the machine is up.
+        flysim.clear_calls()
+        starter = threading.Timer(0.5, client.start_machine, args=("gate-app", machine.id))
+        starter.start()
+        try:
+            assert ExecCheckProvider().create(_gate_props(c, machine.id, 30)).outs["passed_at"]
+        finally:
+            starter.join()
+    gate_calls = sorted((x for x in flysim.calls() if x["operation"] != "Machines_start"), key=lambda x: x["started"])
+    assert [(x["operation"], x["status"]) for x in gate_calls] == [
+        ("Machines_exec", 412), ("Machines_wait", 200), ("Machines_exec", 200)]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
-from ..client import FlyClient
 from ..errors import FlyNameTaken
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 APP_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$"
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
-from ..client import FlyClient
 from ..errors import FlyNotFound
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

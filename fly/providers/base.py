@@ -30,7 +30,7 @@ import hashlib
 import logging
 import sys
 import threading
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -45,10 +45,12 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..client import FlyClient
 from ..connection import FlyConnection
 from ..errors import FlyConnectionError, FlyServerError
 from .connection_args import FlyConnectionArgs, connection_in_scope
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 # The string form of a not-yet-known value (pulumi.runtime.rpc.UNKNOWN), as SDKs before 3.1xx sent it.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -129,6 +131,8 @@ def _show_progress_logs() -> None:
 def shared_client(props: dict[str, Any]) -> FlyClient:
     """The process's client for this connection: one HTTP connection pool and SSL context, reused by every
     operation (the provider process lives for one ``pulumi`` run)."""
+    from ..client import FlyClient  # here, not at the top: only the provider process makes calls
+
     api = props.get("fly_api") or {}
     connection = FlyConnection.resolve(
         token=props.get("fly_token") or None,

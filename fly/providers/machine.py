@@ -5,14 +5,16 @@ crashed, with its exit code, as soon as a wait window passes without it starting
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..client import FlyClient
 from ..errors import FlyAlreadyExists, FlyNotFound
 from ..models import Machine as MachineModel
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown, normal
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 # How long one wait call may go without the machine starting before its events are read for a crash.
 CRASH_CHECK_SECONDS = 5

@@ -8,15 +8,16 @@ import json
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from ..appconfig import release_exit_code
-from ..client import FlyClient
 from ..errors import (
     FlyAlreadyExists,
+    FlyAPIError,
+    FlyAuthError,
     FlyHealthGateFailed,
     FlyManifestInvalid,
     FlyNotFound,
@@ -24,6 +25,9 @@ from ..errors import (
     FlyWaitTimeout,
 )
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, normal
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 log = logging.getLogger("fly.providers")
 
@@ -66,7 +70,6 @@ class ExecCheckProvider(FlyProvider[ExecCheckInputs, ExecCheckOutputs]):
 
     def _run(self, client: FlyClient, inputs: ExecCheckInputs) -> ExecCheckOutputs:
         deadline = time.monotonic() + inputs.timeout
-        client.wait_machine(inputs.app, inputs.machine_id, "started", timeout=inputs.timeout, poll=5)
         last: dict[str, Any] = {}
 
         def fail(why: str) -> FlyHealthGateFailed:
@@ -82,6 +85,22 @@ class ExecCheckProvider(FlyProvider[ExecCheckInputs, ExecCheckOutputs]):
                            f"{COMMAND_MISSING[result.exit_code]}; use an image that has it")
             return result.exit_code == 0
 
+        # The gate follows its machine's create or update, which returned at `started`: the check runs at
+        # once. Only when that fails (Fly refuses exec on a machine that is not started, or the command is
+        # not ready yet) does it wait for `started` (the wait endpoint) and retry with backoff.
+        try:
+            if attempt():
+                return ExecCheckOutputs(passed_at=_now(), output=last.get("output", ""))
+        except (FlyAuthError, FlyNotFound):
+            raise
+        except FlyAPIError as exc:
+            last.update(exit_code=None, output=str(exc)[-500:])
+        try:
+            client.wait_machine(inputs.app, inputs.machine_id, "started",
+                                timeout=max(1, int(deadline - time.monotonic())), poll=5)
+        except FlyWaitTimeout:
+            raise fail(f"the machine did not reach `started` within {inputs.timeout}s "
+                       f"({last.get('output') or 'exec refused'})") from None
         try:
             Retrying(retry=retry_if_result(lambda ok: not ok),
                      stop=stop_after_delay(max(0.0, deadline - time.monotonic())),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
-from ..client import FlyClient
 from ..errors import FlyError
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 log = logging.getLogger("fly.providers")
 
@@ -101,15 +104,23 @@ class OrgTokenProvider(FlyProvider[OrgTokenInputs, OrgTokenOutputs]):
     kind = "org token"
 
     def create_resource(self, client: FlyClient, inputs: OrgTokenInputs) -> tuple[str, OrgTokenOutputs]:
-        self._revoke_by_name(client, inputs)
-        token = client.create_org_token(inputs.org_id, inputs.name, expiry=inputs.expiry, profile=inputs.profile)
+        # The look-up for leftovers and the mint go at once (the token is on the NFS volume's critical path,
+        # see components/slice.py); whatever the look-up finds besides the new token is revoked after.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            listed = pool.submit(client.list_org_tokens, inputs.org_id)
+            minted = pool.submit(client.create_org_token, inputs.org_id, inputs.name, expiry=inputs.expiry,
+                                 profile=inputs.profile)
+            token = minted.result()
+            leftovers = listed.result()
+        self._revoke_by_name(client, inputs, listed=leftovers, keep=str(token["id"]))
         return str(token["id"]), OrgTokenOutputs(token_id=str(token["id"]), token=token["token"],
                                                  expires_at=token.get("expiresAt") or "")
 
     @staticmethod
-    def _revoke_by_name(client: FlyClient, inputs: OrgTokenInputs) -> None:
-        for orphan in client.list_org_tokens(inputs.org_id):
-            if orphan.get("name") == inputs.name:
+    def _revoke_by_name(client: FlyClient, inputs: OrgTokenInputs, *, listed: list[dict[str, Any]] | None = None,
+                        keep: str | None = None) -> None:
+        for orphan in client.list_org_tokens(inputs.org_id) if listed is None else listed:
+            if orphan.get("name") == inputs.name and str(orphan.get("id")) != keep:
                 log.info("revoking token %s (%s) that an earlier, interrupted run minted",
                          orphan.get("id"), inputs.name)
                 client.revoke_org_token(str(orphan["id"]))

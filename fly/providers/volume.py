@@ -4,14 +4,16 @@ with what to do instead."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
-from ..client import FlyClient
 from ..models import Volume as VolumeModel
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, is_unknown, normal
+
+if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
+    from ..client import FlyClient
 
 GONE = ("destroyed", "destroying", "pending_destroy")
 
