@@ -56,7 +56,8 @@ class ExecCheckOutputs(ProviderOutputs):
 
 
 class ExecCheckProvider(FlyProvider[ExecCheckInputs, ExecCheckOutputs]):
-    """A health gate: the machine is started (wait endpoint) and ``command`` exits 0 through exec.
+    """A health gate: ``command`` exits 0 through exec on a started machine (when exec is refused, the gate
+    waits for `started` with the wait endpoint first).
 
     A check that fails is run again with exponential backoff until ``timeout``: a service that just
     started may need a moment before, say, its export can be mounted. A command the image does not have
