@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -79,6 +80,7 @@ class PublicHostMiddleware:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, app_name: str, host: str) -> None:
         status = 500
+        started = time.time()
         try:
             if self.sim.profile.request > 0:
                 await asyncio.sleep(self.sim.profile.request)
@@ -87,4 +89,4 @@ class PublicHostMiddleware:
             await response(scope, receive, send)
         finally:
             self.sim.record_call(scope["method"], scope["path"], status, OPERATION, mutating=False,
-                                 host=host.split(":")[0].lower())
+                                 host=host.split(":")[0].lower(), started=started)
