@@ -119,10 +119,17 @@ def connection_for(slice_: Slice, token: str | None = None) -> FlyConnection:
         raise ControlPlaneError(str(exc), "correct the manifest's fly endpoints or FLY_API_BASE_URL") from None
 
 
+# Reads in flight at once: a slice's apps and a few more, well under Fly's per-action limits (each read
+# names another app or machine).
+MAX_PARALLEL_READS = 16
+
+
 def at_once(*reads: Callable[[], Any]) -> list[Any]:
     """Independent reads in parallel (one round trip for all, not one each); the first one's error, in the
     given order, is the one raised."""
-    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+    if len(reads) == 1:
+        return [reads[0]()]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(reads), MAX_PARALLEL_READS))) as pool:
         futures = [pool.submit(read) for read in reads]
     return [f.result() for f in futures]
 

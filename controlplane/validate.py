@@ -14,18 +14,14 @@ Imports neither Pulumi nor the MCP SDK: it runs inside ``pulumi up``'s provider 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import ControlPlaneError
-from .infra import Infra
+from .infra import Infra, at_once
 from .manifest import SERVING_ROLES
 
 SYNTHETIC_CUSTOMER = "phase6-synthetic"
-# Reads in flight at once: the slice's apps and a few more, well under Fly's per-action limits (each read
-# names another app or machine).
-MAX_PARALLEL_READS = 16
 
 
 @dataclass
@@ -45,14 +41,15 @@ class Report:
     def check_all(self, checks: list[tuple[str, Callable[[], str | None]]]) -> None:
         """Run independent checks at once (each is a read or two at Fly: together they take one round
         trip, not one each); their lines keep the given order."""
-        def outcome(run: Callable[[], str | None]) -> tuple[bool, str | None]:
-            try:
-                return True, run()
-            except ControlPlaneError as exc:
-                return False, str(exc)
+        def outcome(run: Callable[[], str | None]) -> Callable[[], tuple[bool, str | None]]:
+            def checked() -> tuple[bool, str | None]:
+                try:
+                    return True, run()
+                except ControlPlaneError as exc:
+                    return False, str(exc)
+            return checked
 
-        with ThreadPoolExecutor(max_workers=max(1, min(len(checks), MAX_PARALLEL_READS))) as pool:
-            results = list(pool.map(outcome, [run for _, run in checks]))
+        results = at_once(*[outcome(run) for _, run in checks])
         for (what, _), (passed, detail) in zip(checks, results):
             if passed:
                 self.passed.append(f"{what} ({detail})" if detail else what)
