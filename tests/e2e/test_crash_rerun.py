@@ -72,6 +72,17 @@ def flysim_module() -> Iterator[FlysimServer]:
         yield server
 
 
+def _clear_cut_short_metadata(s: Any) -> None:
+    """The README's step for a kill that cut short the write of the state's metadata (every command then
+    fails with `failed to load checkpoint: EOF`): on a file backend, delete the zero-byte
+    `.pulumi/stacks/<project>/<stack>.json.attrs`. Only an empty file is touched."""
+    backend = Path(s.stack.workspace.env_vars["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    for attrs in backend.glob(f".pulumi/stacks/*/{s.stack.name}.json.attrs"):
+        if attrs.stat().st_size == 0:
+            print(f"the kill cut short {attrs.name}: deleted, as the README says")
+            attrs.unlink()
+
+
 def _recover(cli: Cli, *, check_restore: bool) -> None:
     """The README's recovery commands, each run as written (PULUMI_SKIP_CONFIRMATIONS stands for the
     user answering "yes"), in the project directory, where the stack is the selected one. With
@@ -130,6 +141,7 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
         kill_run(run)
         flysim.clear_faults()
 
+    _clear_cut_short_metadata(s)
     # What the user finds: the state records the interrupted create as pending.
     pending = [resource_name(op["resource"]["urn"]) for op in pending_operations(s)]
     if kill.resource.startswith("*"):
