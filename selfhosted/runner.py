@@ -26,7 +26,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,13 +176,8 @@ class _Job:
     def close(self) -> None:
         self.passphrase = ""
         self.env.clear()
-        # After an interrupt, a plugin process of the cancelled engine may still be writing here while it
-        # exits: remove again until nothing is left (bounded; it holds no credential in plaintext anyway).
-        for attempt in range(20):
-            shutil.rmtree(self.root, ignore_errors=True)
-            if not self.root.exists():
-                return
-            time.sleep(0.1 * (attempt + 1))
+        # The engine has exited by now (the up waits for it even when interrupted), so nothing writes here.
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def program_for(settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
@@ -260,19 +254,24 @@ def _up(job: _Job, stack: auto.Stack) -> tuple[auto.UpResult | None, BaseExcepti
     """``up`` on a thread of its own, so an interrupt (Ctrl-C, or SIGTERM through the CLI) reaches this
     thread while the engine, in the same process group, cancels gracefully; the caller then rolls back."""
     box: dict[str, Any] = {}
+    # Not Thread.join: on Python 3.11 and 3.12 a join cut short by KeyboardInterrupt marks the thread
+    # stopped while it still runs, and the rollback would then race the engine (its stack lock, its last
+    # writes to the job's directory). An Event's wait, interrupted, leaves the event as it was.
+    finished = threading.Event()
 
     def run() -> None:
         try:
             box["result"] = stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             box["error"] = exc
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=run, name="pulumi-up", daemon=True)
-    thread.start()
+    threading.Thread(target=run, name="pulumi-up", daemon=True).start()
     interrupted = False
-    while thread.is_alive():
+    while not finished.is_set():
         try:
-            thread.join()
+            finished.wait()
         except KeyboardInterrupt:
             if not interrupted:
                 job.step("interrupted: stopping the deploy, then removing what it made", "warning", "interrupt")

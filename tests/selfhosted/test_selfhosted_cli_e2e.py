@@ -178,6 +178,10 @@ def test_setup_stopped_midway_rolls_back(flysim: FlysimServer, engine: Path, tmp
     out = "".join(lines)
     assert code == 1, out
     assert "interrupted: stopping the deploy, then removing what it made" in out
+    # The engine is waited for before the rollback starts: the rollback goes through Pulumi, not around a
+    # stack still locked by the cancelled update.
+    assert out.index("update canceled") < out.index("rolling back")
+    assert "rollback through Pulumi failed" not in out
     assert "FAILED: interrupted before it finished" in out
     assert "Rolled back: nothing of 'ivan' is left." in out
     assert not [a for a in flysim.state()["apps"] if a["name"].startswith("ivan-")]
