@@ -7,6 +7,11 @@ from components.config import looks_secret
 from components.deploy import preflight
 from fly.appconfig import FlyTomlError
 from fly.providers import FlyConnectionArgs
+from fly.providers.process_exit import skip_teardown_in_program_process
+
+# The language host's final sys.exit(0) leaves without the interpreter's teardown of the SDK's modules,
+# which every preview, up and destroy would otherwise wait for (fly/providers/process_exit.py).
+skip_teardown_in_program_process()
 
 try:
     # Everything the stack config and deploy/*.toml can get wrong fails here, before any resource

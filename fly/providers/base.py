@@ -36,6 +36,7 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
+    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
@@ -48,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..connection import FlyConnection
 from ..errors import FlyConnectionError, FlyServerError
 from .connection_args import FlyConnectionArgs, connection_in_scope
+from .process_exit import skip_teardown_in_provider_process
 
 if TYPE_CHECKING:  # the program process never needs the HTTP client (nor its import time)
     from ..client import FlyClient
@@ -167,6 +169,10 @@ class FlyProvider(ResourceProvider, Generic[I, O]):
     delete_before_replace: ClassVar[bool] = False
     adoption: ClassVar[str] = "none: the create is idempotent or owns nothing"
     kind: ClassVar[str] = "resource"
+
+    def configure(self, req: ConfigureRequest) -> None:
+        # The SDK calls this once per provider in the provider process, before any other operation.
+        skip_teardown_in_provider_process()
 
     # -- what a kind implements ---------------------------------------------------------------------
 
