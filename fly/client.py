@@ -18,11 +18,22 @@ import logging
 import os
 import random
 import re
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, TypeVar
 
-import httpx
+# httpx's __init__ imports its command-line client, and with it click, rich and pygments wherever they
+# are installed: 0.05 s to 0.1 s, paid by the provider process on the first call of every run
+# (encode/httpx#3547, discussion #3523). Nothing here runs that CLI: httpx falls back to its stub
+# ``httpx.main`` while the module is marked missing, and the mark is lifted once httpx is in.
+if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx
+    finally:
+        del sys.modules["httpx._main"]
+import httpx  # noqa: E402 - after the mark above
 from pydantic import BaseModel, ValidationError
 
 from .connection import FlyConnection

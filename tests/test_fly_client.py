@@ -154,3 +154,20 @@ def test_certificates_are_checked_wherever_an_endpoint_is_https(flaps: str, api:
     with FlyClient(connection) as client:
         context = client._http._transport._pool._ssl_context  # httpx keeps it on the connection pool
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_importing_the_client_leaves_httpx_cli_out() -> None:
+    """The provider process imports the client on its first call of every run: httpx's command-line
+    client (click, rich, pygments) stays out of it, and stays importable for whoever wants it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys, fly.client, httpx\n"
+             "print(sorted(m for m in ('httpx._main', 'click', 'rich', 'pygments') if m in sys.modules))\n"
+             "import httpx._main\n"
+             "print(callable(httpx.main), 'httpx._main' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "True True"]
