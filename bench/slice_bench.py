@@ -2,7 +2,7 @@
 Timings live here, never in tests.
 
     scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale] [--scale 1,4,8,16]
-                  [--repeat 3] [--json PATH]
+                  [--repeat 5] [--json PATH]
 
 Sections (all by default):
   slice       one slice: a fresh `up`, a no-change `preview` and `up`, `destroy`: wall time and API calls
@@ -104,7 +104,7 @@ def error_summary(exc: Exception) -> str:
 
 # -- one slice -------------------------------------------------------------------------------------
 
-def bench_slice(latency: str, pulumi_bin: Path, repeat: int = 3) -> dict[str, Any]:
+def bench_slice(latency: str, pulumi_bin: Path, repeat: int = 5) -> dict[str, Any]:
     """One slice: up, no-change preview and up, destroy; then ``repeat - 1`` more fresh ups (each destroyed
     after), so the ratio to the critical path is a median of ``repeat`` ups, with its range."""
     profile = get_profile(latency)
@@ -294,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     parser.add_argument("--scale", default="1,4,8,16", help="the N of the scale curve (default 1,4,8,16)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON report")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="fresh ups of one slice whose median gives the ratio to the critical path (default 3)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="fresh ups of one slice whose median gives the ratio to the critical path (default 5)")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := sorted(set(sections) - set(SECTIONS)):
