@@ -37,9 +37,8 @@ def _failed() -> bool:
     return getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None
 
 
-def _leave(run_exit_handlers: bool) -> NoReturn:
-    if run_exit_handlers:
-        atexit._run_exitfuncs()  # what a normal exit runs before the teardown (logging's flush among them)
+def _leave() -> NoReturn:
+    atexit._run_exitfuncs()  # what a normal exit runs before the teardown (logging's flush among them)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -71,7 +70,7 @@ def _provider_exit() -> None:
     if _failed() or _others_running():
         return
     atexit.unregister(_provider_exit)
-    _leave(run_exit_handlers=True)
+    _leave()
 
 
 def skip_teardown_in_program_process() -> None:
@@ -86,7 +85,7 @@ def skip_teardown_in_program_process() -> None:
     def exit_(status: Any = None) -> NoReturn:
         caller = Path(sys._getframe(1).f_code.co_filename).name
         if status in (None, 0) and caller == PROGRAM_RUNNER and not _failed() and not _others_running():
-            _leave(run_exit_handlers=True)
+            _leave()
         original(status)
         raise AssertionError("unreachable")  # sys.exit raises
 
