@@ -15,6 +15,7 @@ Imports neither Pulumi nor the MCP SDK: it runs inside ``pulumi up``'s provider 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 from .errors import ControlPlaneError
@@ -22,6 +23,14 @@ from .infra import Infra, at_once
 from .manifest import SERVING_ROLES
 
 SYNTHETIC_CUSTOMER = "phase6-synthetic"
+
+
+def _outcome(run: Callable[[], str | None]) -> tuple[bool, str | None]:
+    """A check's result as (passed, detail): a ControlPlaneError is a failed check, not an error."""
+    try:
+        return True, run()
+    except ControlPlaneError as exc:
+        return False, str(exc)
 
 
 @dataclass
@@ -41,15 +50,7 @@ class Report:
     def check_all(self, checks: list[tuple[str, Callable[[], str | None]]]) -> None:
         """Run independent checks at once (each is a read or two at Fly: together they take one round
         trip, not one each); their lines keep the given order."""
-        def outcome(run: Callable[[], str | None]) -> Callable[[], tuple[bool, str | None]]:
-            def checked() -> tuple[bool, str | None]:
-                try:
-                    return True, run()
-                except ControlPlaneError as exc:
-                    return False, str(exc)
-            return checked
-
-        results = at_once(*[outcome(run) for _, run in checks])
+        results = at_once(*[partial(_outcome, run) for _, run in checks])
         for (what, _), (passed, detail) in zip(checks, results):
             if passed:
                 self.passed.append(f"{what} ({detail})" if detail else what)
