@@ -14,7 +14,8 @@ _EXPORTS = {
         "FlyAPIError", "FlyAlreadyExists", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
         "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyHealthGateFailed", "FlyInvalidResponse",
         "FlyMachineCrashed", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound", "FlyOperationFailed",
-        "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError", "FlyWaitTimeout")},
+        "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError", "FlyVolumeSwapRefused",
+        "FlyWaitTimeout")},
 }
 __all__ = sorted(_EXPORTS)
 

@@ -226,3 +226,15 @@ class FlyMachineCrashed(FlyOperationFailed):
                          f"code {exit_code} and the machine is {state}. Look at `fly logs -a {app}` and "
                          f"`fly machine status {machine_id} -a {app}`; fix the image or its config, then "
                          "run `pulumi up` again")
+
+
+class FlyVolumeSwapRefused(FlyOperationFailed):
+    """A create found a machine of its name already there with another volume mounted: adopting it would
+    mount a new (empty) volume where the machine's data is, so it is refused."""
+
+    def __init__(self, app: str, machine_id: str, path: str, mounted: str, wanted: str) -> None:
+        self.app, self.machine_id, self.path, self.mounted, self.wanted = app, machine_id, path, mounted, wanted
+        super().__init__(f"machine {machine_id} of app {app} already exists with volume {mounted} mounted at "
+                         f"{path}; taking it over would mount volume {wanted} there instead and detach the data "
+                         f"on {mounted}. Not taken over: this app was made by another deploy (tear it down "
+                         "first, or deploy with the state that made it)")

@@ -78,6 +78,36 @@ def test_app_volume_machine_lifecycle(flysim) -> None:
     assert AppProvider().read(app.id, app.outs).id == ""
 
 
+def test_a_create_never_swaps_the_volume_mounted_on_a_machine_it_finds(flysim) -> None:
+    """A second deploy without the first one's state (a stale plan) makes a new volume and then meets the
+    machine of its name (409): adopting it would mount the new, empty volume where the agent's data is."""
+    from fly import FlyVolumeSwapRefused
+
+    c = conn(flysim)
+    AppProvider().create({"name": "swap-vm", "org_slug": "personal", "network": None, **c})
+    vol = {"app": "swap-vm", "name": "agentdata", "region": "ams", "size_gb": 1, "encrypted": True, **c}
+    first = VolumeProvider().create(vol)
+    m_props = {"app": "swap-vm", "name": "swap-vm-0", "region": "ams", "skip_launch": False,
+               "min_secrets_version": None, "wait_timeout": 30, **c}
+    machine = MachineProvider().create({**m_props, "config": {"image": "img:1", "mounts": [
+        {"volume": first.id, "path": "/data"}]}})
+    second = VolumeProvider().create(vol)  # the first is attached: not adoptable, so a new one
+    assert second.id != first.id
+    flysim.clear_calls()
+    with pytest.raises(FlyVolumeSwapRefused, match=f"volume {first.id} mounted at /data"):
+        MachineProvider().create({**m_props, "config": {"image": "img:2", "mounts": [
+            {"volume": second.id, "path": "/data"}]}})
+    assert not [x for x in flysim.calls() if x["operation"] == "Machines_update"]
+    [app] = [a for a in flysim.state()["apps"] if a["name"] == "swap-vm"]
+    [live] = app["machines"]
+    assert live["id"] == machine.id and live["mounts"] == [{"volume": first.id, "path": "/data"}]
+    assert live["image"] == "img:1" and not live["lease_held"]
+    # A rerun of the create that made it (same volume) still adopts it.
+    again = MachineProvider().create({**m_props, "config": {"image": "img:1", "mounts": [
+        {"volume": first.id, "path": "/data"}]}})
+    assert again.id == machine.id
+
+
 def test_app_create_adopts_own_app_but_not_anothers(flysim) -> None:
     c = conn(flysim)
     AppProvider().create({"name": "dup-app", "org_slug": "personal", "network": None, **c})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import FlyAlreadyExists, FlyNotFound
+from ..errors import FlyAlreadyExists, FlyNotFound, FlyVolumeSwapRefused
 from ..models import Machine as MachineModel
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown, normal
 
@@ -73,7 +73,8 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
     # Names are unique in an app: the replacement takes the old machine's name (and its volume's place).
     delete_before_replace = True
     adoption = ("machine names are unique in an app: a create answered 409 already_exists adopts the machine "
-                "of that name (the answer names its id) and brings it to the desired config under a lease")
+                "of that name (the answer names its id) and brings it to the desired config under a lease, "
+                "unless another volume is mounted on it: a mounted volume is never swapped for another one")
     kind = "machine"
 
     def needs_replace(self, key: str, olds: dict[str, Any], news: dict[str, Any]) -> bool:
@@ -98,7 +99,7 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
                 None)
             if existing_id is None:
                 raise
-            machine = self._apply(client, inputs, existing_id, config)
+            machine = self._apply(client, inputs, existing_id, config, adopting=True)
             return machine.id, _outputs(machine, None if inputs.skip_launch else "started")
         self._settle(client, inputs, machine)
         return machine.id, _outputs(machine, None if inputs.skip_launch else "started")
@@ -114,12 +115,15 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
         return _outputs(machine, None if inputs.skip_launch else "started")
 
     def _apply(self, client: FlyClient, inputs: MachineInputs, machine_id: str,
-               config: dict[str, Any]) -> MachineModel:
+               config: dict[str, Any], *, adopting: bool = False) -> MachineModel:
         """Update in place under a lease, pinned to the version just read, so neither a concurrent
-        deployer nor a retried request can apply a stale config."""
+        deployer nor a retried request can apply a stale config. A machine being adopted keeps its
+        volumes: one that has another volume mounted is refused, untouched (the lease is released)."""
         with client.lease(inputs.app, machine_id, ttl=max(60, inputs.wait_timeout),
                           description="pulumi update") as lease:
             current = client.get_machine(inputs.app, machine_id)
+            if adopting:
+                _refuse_volume_swap(inputs.app, current, config)
             machine = client.update_machine(
                 inputs.app, machine_id, config, lease_nonce=lease.nonce,
                 current_version=current.current_version, skip_launch=inputs.skip_launch or None,
@@ -149,6 +153,19 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
                       state: MachineOutputs) -> MachineOutputs | None:
         machine = client.find_machine(inputs.app, id_)
         return None if machine is None else _outputs(machine)
+
+
+def _refuse_volume_swap(app: str, current: MachineModel, config: dict[str, Any]) -> None:
+    """The machine found by a create keeps what it has mounted: a config that puts another volume at one of
+    its mount paths (or none there) would leave its data on a detached volume. (A lost create's own machine
+    has the volume this create asked for, so a rerun still adopts it.)"""
+    wanted = {m.get("path"): m.get("volume") for m in config.get("mounts") or [] if isinstance(m, dict)}
+    for mount in current.config.get("mounts") or []:
+        if not isinstance(mount, dict) or not mount.get("volume"):
+            continue
+        path, mounted = mount.get("path") or "?", mount["volume"]
+        if wanted.get(mount.get("path")) != mounted:
+            raise FlyVolumeSwapRefused(app, current.id, path, mounted, wanted.get(mount.get("path")) or "none")
 
 
 def _outputs(machine: MachineModel, state: str | None = None) -> MachineOutputs:
