@@ -86,6 +86,7 @@ class Endpoint:
         sim = self.sim
         if sim.profile.request > 0:
             await asyncio.sleep(sim.profile.request)
+        sim.store.refresh()  # another flysim sharing the state file may have changed the account
         params = request.path_params
         app_name = params.get("app_name")
         machine_id = params.get("machine_id")
@@ -157,6 +158,7 @@ class PathEndpoint:
 # -- admin API (no auth; loopback tool) ------------------------------------------------
 def _admin_routes(sim: Sim) -> list[Route]:
     async def state(request: Request) -> Response:
+        sim.store.refresh()
         return JSONResponse(sim.store.view(lambda app, m: checks_mod.statuses(sim, app, m)))
 
     async def calls(request: Request) -> Response:

@@ -11,13 +11,15 @@ nor the admin state view can leak one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import time
 from datetime import datetime, UTC
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -170,13 +172,85 @@ class World(BaseModel):
 
 
 class Store:
-    """Owns the World and its optional JSON file (atomic replace on save)."""
+    """Owns the World and its optional JSON file (atomic replace on save).
+
+    Several flysim processes may share one file (the self-hosted wizard and CLIs each embed a flysim on
+    one rehearsal account). The file is then the account, app by app: every save merges under a file lock
+    (``<file>.lock``), writing the apps this process changed since it last read the file and taking in the
+    apps others changed meanwhile; ``refresh`` (at each request) takes in what others wrote since. Two
+    processes changing one app at once: the last save of it wins (callers keep one deploy per app name at a
+    time, e.g. the self-hosted prefix lock).
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else None
         self.world = World()
+        # Each app as this process last read it from, or wrote it to, the file (its JSON): what changed
+        # here since (ours to write) and what changed there (theirs to take in) are told apart by it.
+        self._synced: dict[str, str] = {}
+        self._file_sig: tuple[int, int, int] | None = None
         if self.path and self.path.exists():
-            self.world = World.model_validate_json(self.path.read_text())
+            with self._file_lock():
+                self.world = World.model_validate_json(self.path.read_text())
+                self._synced = {name: app.model_dump_json() for name, app in self.world.apps.items()}
+                self._file_sig = self._sig()
+
+    def _sig(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _take_in(self) -> None:
+        """Merge the file's world into this one (under the file lock): apps changed there and not here."""
+        if self._sig() == self._file_sig:
+            return
+        try:
+            disk = World.model_validate_json(self.path.read_text())  # type: ignore[union-attr]
+        except (FileNotFoundError, ValueError):
+            return
+        mine = self.world.apps
+        for name in set(mine) | set(disk.apps) | set(self._synced):
+            before = self._synced.get(name)
+            here = mine.get(name)
+            if (here.model_dump_json() if here is not None else None) != before:
+                continue  # made, changed or removed here since the last sync: ours to write
+            there = disk.apps.get(name)
+            there_json = there.model_dump_json() if there is not None else None
+            if there_json == before:
+                continue
+            if there is None:
+                mine.pop(name, None)
+                self._synced.pop(name, None)
+            else:
+                mine[name] = there
+                self._synced[name] = there_json  # type: ignore[assignment]
+        for slug, org in disk.orgs.items():
+            self.world.orgs.setdefault(slug, org)
+        for token_id, token in disk.tokens.items():
+            own = self.world.tokens.setdefault(token_id, token)
+            own.revoked = own.revoked or token.revoked
+        self.world.next_numeric_id = max(self.world.next_numeric_id, disk.next_numeric_id)
+
+    def refresh(self) -> None:
+        """Take in what other processes sharing the file saved since this one last read or wrote it."""
+        if not self.path or self._sig() == self._file_sig:
+            return
+        with self._file_lock():
+            self._take_in()
+            self._file_sig = self._sig()
 
     def numeric_id(self) -> int:
         self.world.next_numeric_id += 1
@@ -193,21 +267,24 @@ class Store:
         """Write the world atomically: temp file in the same dir, then rename."""
         if not self.path:
             return
-        data = self.world.model_dump_json()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".flysim-", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
+        with self._file_lock():
+            self._take_in()
+            data = self.world.model_dump_json()
+            fd, tmp = tempfile.mkstemp(prefix=".flysim-", dir=str(self.path.parent))
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+            self._synced = {name: app.model_dump_json() for name, app in self.world.apps.items()}
+            self._file_sig = self._sig()
 
     # -- admin view ---------------------------------------------------------
     def view(self, check_statuses: Callable[[App, Machine], list[dict[str, str]]]) -> dict[str, Any]:
