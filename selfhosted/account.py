@@ -78,10 +78,22 @@ def check_account(target: Target, token: str, settings: DeploySettings) -> Accou
         raise AccountError(f"{where} could not check the token: {exc}") from None
 
 
+class AlreadyExists(AccountError):
+    """Apps of the prefix exist and this deploy has no state of them: they are never taken over. ``code``
+    tells callers apart from other account errors (the wizard turns it into a link to the teardown of
+    ``prefix``)."""
+
+    code = "already_exists"
+
+    def __init__(self, apps: list[str], org_slug: str, prefix: str) -> None:
+        self.apps, self.org_slug, self.prefix = list(apps), org_slug, prefix
+        super().__init__(f"{' and '.join(apps)} already exist in {org_slug!r}: tear them down first "
+                         f"(`python -m selfhosted teardown --prefix {prefix}` or the wizard's teardown page), or "
+                         "choose another prefix")
+
+
 def refuse_existing(account: Account, settings: DeploySettings) -> None:
     """A deploy without the state of an earlier one must not take over its apps: the agent's volume
     would not be found again, and a new, empty one would be mounted in its place."""
     if account.existing_apps:
-        raise AccountError(f"{' and '.join(account.existing_apps)} already exist in {account.org_slug!r}: tear them "
-                           f"down first (`python -m selfhosted teardown --prefix {settings.prefix}` or the wizard's "
-                           "teardown page), or choose another prefix")
+        raise AlreadyExists(account.existing_apps, account.org_slug, settings.prefix)

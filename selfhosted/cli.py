@@ -4,6 +4,11 @@ teardown for a terminal. Rehearsal on flysim by default; ``--fly`` for the real 
 Credentials come from the environment (FLY_API_TOKEN, ANTHROPIC_API_KEY, TWILIO_ACCOUNT_SID,
 TWILIO_AUTH_TOKEN, TWILIO_WHATSAPP_NUMBER, DISCORD_BOT_TOKEN, TELEGRAM_BOT_TOKEN) or are prompted for
 without echo. On the embedded flysim the rehearsal account's token is used (no Fly token needed).
+
+Deploys and teardowns run as job processes (enginejob; see ``selfhosted.runner``): one per prefix across
+every CLI and wizard on this machine, each in a session of its own, so a Ctrl-C or SIGTERM reaches only
+this process, which cancels the job once (a deploy rolls back); if this process is killed outright, the
+job rolls back by itself. Every start sweeps what jobs killed outright left behind, and says so.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     wizard.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (needed beyond loopback: the "
                         "form carries credentials)")
     wizard.add_argument("--ssl-keyfile", help="the certificate's private key")
+    wizard.add_argument("--stop-grace", type=float, default=20.0, help="on SIGTERM, seconds running jobs may take "
+                        "to finish before they are rolled back (default: %(default)s)")
     wizard.add_argument("--relay-image", help="relay image (default: the [build] image of fly.relay.toml)")
     wizard.add_argument("--vm-image", help="agent VM image (default: the [build] image of fly.vm.toml)")
 
@@ -130,10 +137,49 @@ def _open_target(args: argparse.Namespace, stack: ExitStack, out: TextIO) -> tup
     return sim.target, sim.token
 
 
+def _runner(out: TextIO) -> Any:
+    """This process's job runner, after a sweep of what jobs killed outright left (their processes and
+    directories), said in words with what they may have left at Fly."""
+    import enginejob
+
+    runner = enginejob.Runner()
+    for swept in runner.sweep():
+        print(f"note: {swept.sentence()}", file=out, flush=True)
+    return runner
+
+
+def _follow(job: Any, out: TextIO, what: str) -> None:
+    """Wait for the job; the first SIGINT or SIGTERM cancels it once (the engine gets one interrupt, and a
+    deploy rolls back: the job process is in a session of its own, so a terminal's Ctrl-C reaches only
+    this process), later ones only say that it is stopping."""
+    import enginejob
+
+    cancelled = False
+    after = {"deploy": "the deploy is being stopped and rolled back", "teardown": "the teardown finishes removing"}
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal cancelled
+        if not cancelled:
+            cancelled = True
+            job.cancel()
+        print(f"stopping: {after.get(what, what)}; it ends by itself in a moment", file=out, flush=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        job.wait()  # the outcome is read by the caller
+    except (enginejob.JobFailed, enginejob.JobDied):
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: TextIO) -> int:
+    import enginejob
+
     from .account import AccountError, check_account, refuse_existing
     from .plan import plan
-    from .runner import EngineMissing, PrefixBusy, setup
+    from .runner import deploy_outcome, prefix_key, start_deploy
 
     interactive = inp.isatty()
     settings_in: dict[str, Any] = {"prefix": args.prefix, "org": args.org, "region": args.region,
@@ -160,6 +206,12 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         except SettingsError as exc:
             raise UsageError(_explain(exc)) from None
         show = _printer(out)
+        runner = _runner(out)
+        key = prefix_key(target, settings.prefix)
+        holder = runner.holder(key)
+        if holder is not None:
+            show(Step(f"{holder.sentence()}; wait for it to finish, then try again", "failed"))
+            return 1
         show(Step("checking the Fly token", "running"))
         try:
             account = check_account(target, credentials.token, settings)
@@ -176,12 +228,16 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         if not args.yes and not (interactive and _ask("Deploy?", inp, out)):
             print("not deployed (confirm at the prompt, or pass --yes)", file=out)
             return 1
+        # The job checks the account again under the prefix's lock: the answer may come minutes after the
+        # plan, and another terminal or the wizard may have deployed the prefix meanwhile.
         try:
-            result = setup(target, settings, credentials, show, account=account, backend_url=args.backend,
-                           passphrase=env.get("PULUMI_CONFIG_PASSPHRASE"), health_timeout=args.health_timeout)
-        except (EngineMissing, PrefixBusy) as exc:
+            job = start_deploy(runner, target, settings, credentials, show, backend_url=args.backend,
+                               passphrase=env.get("PULUMI_CONFIG_PASSPHRASE"), health_timeout=args.health_timeout)
+        except enginejob.Busy as exc:
             show(Step(str(exc), "failed"))
             return 1
+        _follow(job, out, "deploy")
+        result = deploy_outcome(job)
         if not result.ok:
             print(f"\nFAILED: {result.failure}", file=out)
             if result.left_behind:
@@ -196,7 +252,9 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
 
 
 def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: TextIO) -> int:
-    from .runner import PrefixBusy, run_teardown
+    import enginejob
+
+    from .runner import start_teardown, teardown_outcome
 
     try:
         settings = parse_settings({"prefix": args.prefix, "org": args.org})
@@ -208,6 +266,7 @@ def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out
                          "(no terminal to ask on)")
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
+        runner = _runner(out)
         if not args.yes:
             if not _ask(f"Remove {settings.vm_app} (machine and volume), then {settings.relay_app}, from "
                         f"{settings.org} on {target.name}?", inp, out):
@@ -216,23 +275,22 @@ def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out
         token = rehearsal_token or _secret("fly_token", env, interactive)
         assert token is not None
         try:
-            left = run_teardown(target, settings, token, _printer(out))
-        except PrefixBusy as exc:
+            job = start_teardown(runner, target, settings, token, _printer(out))
+        except enginejob.Busy as exc:
             print(str(exc), file=out)
             return 1
-        return 1 if left else 0
+        _follow(job, out, "teardown")
+        return 1 if teardown_outcome(job, settings) else 0
 
 
 def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
-    import uvicorn
-
-    from .web import create_app
+    from .web import create_app, serve
 
     _require_engine()
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
         app = create_app(target, health_timeout=args.health_timeout, relay_image=args.relay_image,
-                         vm_image=args.vm_image)
+                         vm_image=args.vm_image, runner=_runner(out))
         scheme = "https" if args.ssl_certfile else "http"
         print(f"wizard: {scheme}://{args.host}:{args.port}/ (deploying to {target.name})", file=out, flush=True)
         if scheme == "http" and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -243,8 +301,11 @@ def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
             print(f"rehearsal: use this Fly token in the form (a simulator's token): {rehearsal_token}",
                   file=out, flush=True)
         # No access log: paths hold no credentials, but the wizard keeps its logs to what it says itself.
-        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning",
-                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+        # SIGTERM and SIGINT are uvicorn's from here: it stops, and the wizard's jobs finish or roll back first.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _s, _f: None)  # what uvicorn re-raises once it has stopped: nothing more
+        serve(app, host=args.host, port=args.port, access_log=False, log_level="warning",
+              ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, stop_grace=args.stop_grace)
     return 0
 
 
@@ -264,21 +325,11 @@ def _explain(exc: SettingsError) -> str:
     return "; ".join(f"{flags.get(k) or SECRET_ENV.get(k, k)}: {v}" for k, v in exc.problems.items())
 
 
-def _terminate(_signum: int, _frame: Any) -> None:
-    """SIGTERM as Ctrl-C: the engine (our process group, when we lead it) cancels gracefully and the
-    deploy rolls back instead of leaving half a pair."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.getpgrp() == os.getpid():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # ours comes below, once
-        os.killpg(os.getpgrp(), signal.SIGINT)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None, *, env: dict[str, str] | None = None, inp: TextIO | None = None,
          out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    # Until a job runs (which has its own handling), SIGTERM stops this process as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     env = dict(os.environ) if env is None else env
     inp, out = inp or sys.stdin, out or sys.stdout
     try:

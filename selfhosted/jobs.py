@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from .account import Account
 from .progress import Step
@@ -34,6 +34,7 @@ class Job:
     steps: list[Step] = field(default_factory=list)
     result: SetupResult | None = None
     left_behind: list[str] = field(default_factory=list)
+    process: Any = None  # the enginejob.Job running it (its own process, holding the prefix's lock)
     created: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Event streams waiting for the next step: woken from the job's thread, on their own loop.
@@ -100,6 +101,16 @@ class Jobs:
         with self._lock:
             self._expire()
             return self._jobs.get(job_id)
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.state == "running"]
+
+    def by_process(self, process_id: str) -> Job | None:
+        """The wizard's job whose job process has this id (``enginejob.Busy.holder.job``), if it is ours."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.process is not None and j.process.id == process_id),
+                        None)
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -1,18 +1,27 @@
 """Setup and teardown of a self-hosted pair, shared by the wizard and the CLI.
 
-``setup`` runs the ``SelfHostedPair`` program inline through the Automation API (the program runs in
-this process, so the credentials never leave its memory except towards Fly), streams the engine's
-events as ``Step``s, and on any failure rolls back (``destroy``, then a sweep by name) so nothing is
-left half-made.
+Both run as enginejob *job processes* (``start_deploy``, ``start_teardown``): the credentials reach the
+job through a pipe, the job holds the prefix's lock (one job per prefix and account across every wizard
+and CLI on this machine), and when the wizard or CLI that started it dies, whatever the signal, the job
+rolls back and exits, taking the engine and its provider processes with it. ``setup`` is what runs in
+the job process: it runs the ``SelfHostedPair`` program inline through the Automation API, streams the
+engine's events as ``Step``s, and on any failure rolls back (``destroy``, then a sweep by name) so
+nothing is left half-made.
+
+Check again at the moment of acting: ``setup`` reads the account again under the prefix's lock (the
+plan the user confirmed may be minutes old, and another tab or terminal may have deployed the prefix
+since); apps of the prefix that exist without this deploy's state are never taken over
+(``AlreadyExists``).
 
 Where credentials go, and where they don't:
 - the Fly token reaches the Pulumi CLI and its provider processes only as ``FLY_API_TOKEN`` in their
   environment: it is no input of any resource, so the state never holds it, not even encrypted;
 - the channel and Anthropic credentials are Pulumi secrets, encrypted in the state with a passphrase
   made per job and kept in memory (the passphrase provider);
-- the backend is a temp directory of the job, removed when the job ends (or the user's own backend,
+- the backend is a directory of the job, removed when the job ends (or the user's own backend,
   ``backend_url``, with the user's ``PULUMI_CONFIG_PASSPHRASE``); the program, work dir, Pulumi home
-  and the CLI's temp files live in the job's temp directory too, removed at the end.
+  and the CLI's temp files live in the job's directory too, removed at the end (or, for a job killed
+  outright, by the next start's sweep).
 
 ``teardown`` needs no state: it removes the agent VM (machines, volumes, app), then the relay, by name
 in the user's org, through the Machines API; an app already gone is not an error.
@@ -26,20 +35,25 @@ import shutil
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi import automation as auto
+from pydantic import SecretStr
 
+import enginejob
 from fly.errors import FlyAuthError, FlyError, FlyNotFound
 
-from .account import Account, AccountError, check_account, connect, refuse_existing
+from .account import Account, AccountError, AlreadyExists, check_account, connect, refuse_existing
 from .component import SelfHostedPair, flycast_url
 from .progress import Progress, Redactor, Step, engine_step
 from .settings import Credentials, DeploySettings
 from .target import Target
+
+if TYPE_CHECKING:
+    from enginejob import JobContext
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "selfhosted"
@@ -49,35 +63,12 @@ class EngineMissing(RuntimeError):
     pass
 
 
-class PrefixBusy(RuntimeError):
-    """Another job of this process is deploying or tearing down the same prefix."""
+PrefixBusy = enginejob.Busy  # another job (of any process on this machine) holds the prefix
 
 
-class _PrefixLocks:
-    """One job per prefix at a time (per target), process-wide."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[tuple[str, str], str] = {}
-
-    def acquire(self, target: Target, prefix: str, what: str) -> None:
-        with self._lock:
-            key = (target.flaps_base_url, prefix)
-            if key in self._held:
-                raise PrefixBusy(f"{self._held[key]} of {prefix!r} is already running; wait for it to finish, "
-                                 "then try again (or use another prefix)")
-            self._held[key] = what
-
-    def release(self, target: Target, prefix: str) -> None:
-        with self._lock:
-            self._held.pop((target.flaps_base_url, prefix), None)
-
-    def busy(self, target: Target, prefix: str) -> str | None:
-        with self._lock:
-            return self._held.get((target.flaps_base_url, prefix))
-
-
-LOCKS = _PrefixLocks()
+def prefix_key(target: Target, prefix: str) -> str:
+    """The lock of one prefix on one account, shared by the wizard and every CLI on this machine."""
+    return f"selfhosted/{target.account_key}/{prefix}"
 
 
 def pulumi_bin() -> Path:
@@ -100,6 +91,9 @@ class SetupResult:
     failure: str = ""
     left_behind: list[str] = field(default_factory=list)  # apps still there after a failed setup
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Why it failed, for callers that answer differently: "already_exists" (apps of the prefix exist
+    # without this deploy's state: tear them down first), "account", "interrupted", "died", "failed".
+    code: str = ""
 
 
 def webhook_path(channel: str) -> str:
@@ -122,13 +116,16 @@ class _Job:
     """A job's temp directory, engine environment and redaction: the only place credentials are handled."""
 
     def __init__(self, target: Target, credentials: Credentials, backend_url: str | None,
-                 passphrase: str | None, progress: Progress) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="selfhosted-job-"))
+                 passphrase: str | None, progress: Progress, ctx: JobContext | None = None) -> None:
+        # In a job process, its private directory (removed by enginejob however the job ends); in-process
+        # (tests of the program), a temp directory of its own.
+        self.own_root = ctx is None
+        self.root = Path(tempfile.mkdtemp(prefix="selfhosted-job-")) if ctx is None else ctx.dir
         os.chmod(self.root, 0o700)
         self.redact = Redactor(credentials.values())
         self._progress = progress
         for sub in ("work", "home", "tmp"):
-            (self.root / sub).mkdir()
+            (self.root / sub).mkdir(exist_ok=True)
         own_backend = backend_url is None
         if own_backend:
             (self.root / "backend").mkdir()
@@ -149,6 +146,7 @@ class _Job:
             "PULUMI_HOME": str(self.root / "home"),
             "TMPDIR": str(self.root / "tmp"),
             "FLY_API_TOKEN": credentials.token,
+            **(ctx.env if ctx is not None else {}),  # the job's marker: its end and a sweep find every process
         }
         self.backend_url = backend_url
         self.target = target
@@ -177,7 +175,11 @@ class _Job:
         self.passphrase = ""
         self.env.clear()
         # The engine has exited by now (the up waits for it even when interrupted), so nothing writes here.
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:  # the job's directory is enginejob's to remove; what the engine left in it goes now
+            for sub in ("backend", "work", "home", "tmp"):
+                shutil.rmtree(self.root / sub, ignore_errors=True)
 
 
 def program_for(settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
@@ -204,39 +206,52 @@ def program_for(settings: DeploySettings, account: Account, target: Target, cred
 
 
 def setup(target: Target, settings: DeploySettings, credentials: Credentials, progress: Progress, *,
-          account: Account | None = None, backend_url: str | None = None, passphrase: str | None = None,
-          health_timeout: int = 120, locked: bool = False) -> SetupResult:
-    """Deploy (or update) the pair; on failure roll back so nothing of the prefix is left.
-    ``locked``: the caller already holds the prefix's lock (and releases it)."""
-    if not locked:
-        LOCKS.acquire(target, settings.prefix, "a deploy")
-    job: _Job | None = None
+          backend_url: str | None = None, passphrase: str | None = None, health_timeout: int = 120,
+          ctx: JobContext | None = None) -> SetupResult:
+    """Deploy (or update) the pair; on failure roll back what this deploy made.
+
+    Runs in a job process (``ctx``: it holds the prefix's lock, and its cancel stops the engine), or
+    in-process for tests of the program. The account is read here, at the moment of acting, whatever a
+    plan said before."""
+    job = _Job(target, credentials, backend_url, passphrase, progress, ctx)
     try:
-        job = _Job(target, credentials, backend_url, passphrase, progress)
         try:
-            if account is None:
-                job.step("checking the Fly token", "running", "account")
-                account = check_account(target, credentials.token, settings)
-                job.step(f"token ok: organization {account.org_name} ({account.org_slug}), can create apps",
-                         "done", "account")
+            job.step("checking the Fly token and what exists of the prefix", "running", "account")
+            account = check_account(target, credentials.token, settings)
+            job.step(f"token ok: organization {account.org_name} ({account.org_slug}), can create apps",
+                     "done", "account")
             if backend_url is None:  # no state of an earlier deploy: its apps are not ours to take over
                 refuse_existing(account, settings)
         except AccountError as exc:
             job.step(str(exc), "failed", "account")
-            return SetupResult(ok=False, failure=job.redact(str(exc)))
+            return SetupResult(ok=False, failure=job.redact(str(exc)),
+                               code=exc.code if isinstance(exc, AlreadyExists) else "account")
+        if ctx is not None and ctx.cancelled.is_set():
+            job.step("interrupted before anything was created", "warning", "interrupt")
+            return SetupResult(ok=False, failure="interrupted before it started: nothing was created",
+                               code="interrupted")
+        if ctx is not None:  # what a sweep says this job may have left, if it is killed from here on
+            ctx.note(apps=[a for a in (settings.relay_app, settings.vm_app) if a not in account.existing_apps],
+                     target=target.name, org=account.org_slug)
         stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
         job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
-        result, error, interrupted = _up(job, stack)
+        result, error, interrupted = _up(job, stack, ctx)
         if error is not None or interrupted:
             if interrupted:
-                failure = "interrupted before it finished"
+                failure, code = "interrupted before it finished", "interrupted"
             elif isinstance(error, auto.CommandError):
-                failure = _failure_text(job, error)
+                failure, code = _failure_text(job, error), "failed"
             else:
-                failure = f"{type(error).__name__}: {job.redact(str(error))}"
+                failure, code = f"{type(error).__name__}: {job.redact(str(error))}", "failed"
             job.step(f"deploy failed: {failure}", "failed", "deploy")
+            if account.existing_apps:
+                # An update of a pair deployed before (the user's backend): its volume holds the agent's
+                # data, so a failed update leaves it as it is rather than destroying it.
+                job.step(f"{' and '.join(account.existing_apps)} existed before this deploy: left as they are "
+                         "(not rolled back); run the setup again to finish the update", "warning", "rollback")
+                return SetupResult(ok=False, failure=failure, left_behind=list(account.existing_apps), code=code)
             left = _rollback(job, stack, target, credentials, settings)
-            return SetupResult(ok=False, failure=failure, left_behind=left)
+            return SetupResult(ok=False, failure=failure, left_behind=left, code=code)
         assert result is not None
         outputs = {k: v.value for k, v in result.outputs.items() if not v.secret}
         relay_url = str(outputs.get("relay_url", target.public_url(settings.relay_app)))
@@ -244,37 +259,56 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
         return SetupResult(ok=True, relay_url=relay_url, webhook_url=relay_url + webhook_path(settings.channel),
                            next_step=next_step(settings, relay_url), outputs=outputs)
     finally:
-        if job is not None:
-            job.close()
-        if not locked:
-            LOCKS.release(target, settings.prefix)
+        job.close()
 
 
-def _up(job: _Job, stack: auto.Stack) -> tuple[auto.UpResult | None, BaseException | None, bool]:
-    """``up`` on a thread of its own, so an interrupt (Ctrl-C, or SIGTERM through the CLI) reaches this
-    thread while the engine, in the same process group, cancels gracefully; the caller then rolls back."""
-    box: dict[str, Any] = {}
-    # Not Thread.join: on Python 3.11 and 3.12 a join cut short by KeyboardInterrupt marks the thread
-    # stopped while it still runs, and the rollback would then race the engine (its stack lock, its last
-    # writes to the job's directory). An Event's wait, interrupted, leaves the event as it was.
-    finished = threading.Event()
+INTERRUPTED = "interrupted: stopping the deploy, then removing what it made"
 
-    def run() -> None:
+
+def _up(job: _Job, stack: auto.Stack,
+        ctx: JobContext | None) -> tuple[auto.UpResult | None, BaseException | None, bool]:
+    """``up``, waited for even when interrupted, so the rollback never races the engine (its stack lock,
+    its last writes to the job's directory). In a job process a cancel (the parent's, or the parent's
+    death) sends the engine one SIGINT; in-process, Ctrl-C reaches the engine through the process group."""
+    def up() -> auto.UpResult:
+        return stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
+
+    if ctx is not None:
+        finished = threading.Event()
+
+        def announce() -> None:  # said when the cancel comes, not when the engine has stopped
+            while not finished.is_set():
+                if ctx.cancelled.wait(0.2):
+                    job.step(INTERRUPTED, "warning", "interrupt")
+                    return
+
+        threading.Thread(target=announce, name="announce-cancel", daemon=True).start()
         try:
-            box["result"] = stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
+            return ctx.engine(up)
         finally:
             finished.set()
 
+    box: dict[str, Any] = {}
+    # Not Thread.join: on Python 3.11 and 3.12 a join cut short by KeyboardInterrupt marks the thread
+    # stopped while it still runs. An Event's wait, interrupted, leaves the event as it was.
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["result"] = up()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
     threading.Thread(target=run, name="pulumi-up", daemon=True).start()
     interrupted = False
-    while not finished.is_set():
+    while not done.is_set():
         try:
-            finished.wait()
+            done.wait()
         except KeyboardInterrupt:
             if not interrupted:
-                job.step("interrupted: stopping the deploy, then removing what it made", "warning", "interrupt")
+                job.step(INTERRUPTED, "warning", "interrupt")
             interrupted = True
     return box.get("result"), box.get("error"), interrupted
 
@@ -353,25 +387,71 @@ def teardown(target: Target, settings: DeploySettings, token: str, step: Any,
     return left
 
 
-def run_teardown(target: Target, settings: DeploySettings, token: str, progress: Progress, *,
-                 locked: bool = False) -> list[str]:
-    """Teardown as a job of its own: one per prefix at a time, every text redacted."""
-    if not locked:
-        LOCKS.acquire(target, settings.prefix, "a teardown")
+def run_teardown(target: Target, settings: DeploySettings, token: str, progress: Progress) -> list[str]:
+    """Teardown with every text redacted (in a job process that holds the prefix's lock, or in-process)."""
     redact = Redactor([token])
+
+    def step(text: str, status: Any = "info", key: str = "") -> None:
+        progress(Step(redact(text), status, key))
+
     try:
-        def step(text: str, status: Any = "info", key: str = "") -> None:
-            progress(Step(redact(text), status, key))
+        left = teardown(target, settings, token, step)
+    except FlyError as exc:  # e.g. the token refused
+        step(f"teardown failed: {exc}", "failed", "teardown")
+        return [settings.vm_app, settings.relay_app]
+    if not left:
+        step(f"nothing of {settings.prefix!r} is left on {target.name}", "done", "teardown")
+    return left
 
-        try:
-            left = teardown(target, settings, token, step)
-        except FlyError as exc:  # e.g. the token refused
-            step(f"teardown failed: {exc}", "failed", "teardown")
-            return [settings.vm_app, settings.relay_app]
-        if not left:
-            step(f"nothing of {settings.prefix!r} is left on {target.name}", "done", "teardown")
-        return left
-    finally:
-        if not locked:
-            LOCKS.release(target, settings.prefix)
 
+# -- the parent's side: jobs started by the wizard and the CLI -----------------------------------------------
+
+def _plain(credentials: Credentials) -> dict[str, Any]:
+    """The credentials as the job's payload (it crosses a pipe to the job process, nothing else)."""
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v
+            for k, v in credentials.model_dump().items()}
+
+
+def _payload(target: Target, settings: DeploySettings) -> dict[str, Any]:
+    return {"target": asdict(target), "settings": settings.model_dump(mode="json")}
+
+
+def start_deploy(runner: enginejob.Runner, target: Target, settings: DeploySettings, credentials: Credentials,
+                 progress: Progress, *, backend_url: str | None = None, passphrase: str | None = None,
+                 health_timeout: int = 120) -> enginejob.Job:
+    """The deploy as a job process holding the prefix's lock; ``enginejob.Busy`` (at once) when another
+    job of any process holds it. ``deploy_outcome(job)`` waits for its result."""
+    payload = {**_payload(target, settings), "credentials": _plain(credentials), "backend_url": backend_url,
+               "passphrase": passphrase, "health_timeout": health_timeout}
+    return runner.start("selfhosted.jobentry:deploy", payload, kind="selfhosted-deploy",
+                        title=f"a deploy of {settings.prefix!r}", key=prefix_key(target, settings.prefix),
+                        on_event=lambda event: progress(Step(**event)))
+
+
+def start_teardown(runner: enginejob.Runner, target: Target, settings: DeploySettings, token: str,
+                   progress: Progress) -> enginejob.Job:
+    payload = {**_payload(target, settings), "token": token}
+    return runner.start("selfhosted.jobentry:teardown", payload, kind="selfhosted-teardown",
+                        title=f"a teardown of {settings.prefix!r}", key=prefix_key(target, settings.prefix),
+                        on_event=lambda event: progress(Step(**event)))
+
+
+DIED = ("its process was killed before it finished; what it made may still be there: look at the apps of "
+        "the prefix, and tear them down")
+
+
+def deploy_outcome(job: enginejob.Job, timeout: float | None = None) -> SetupResult:
+    try:
+        return SetupResult(**job.wait(timeout))
+    except enginejob.JobFailed as exc:  # the entry's own words (it keeps secrets out of them)
+        return SetupResult(ok=False, failure=str(exc) or "the deploy failed", code="failed")
+    except enginejob.JobDied:
+        return SetupResult(ok=False, failure=f"the deploy stopped: {DIED}", code="died")
+
+
+def teardown_outcome(job: enginejob.Job, settings: DeploySettings, timeout: float | None = None) -> list[str]:
+    """The apps still there after the teardown job."""
+    try:
+        return list(job.wait(timeout)["left_behind"])
+    except (enginejob.JobFailed, enginejob.JobDied):
+        return [settings.vm_app, settings.relay_app]

@@ -27,6 +27,14 @@ class Target:
     name: str  # "fly" or "flysim"
     api_base_url: str
     flaps_base_url: str
+    # Which account this is, for the one-job-per-prefix lock that every wizard and CLI on this machine
+    # shares: the Machines API's URL, or for an embedded flysim its state file (each process's embedded
+    # flysim listens on a port of its own, and all of them are one rehearsal account).
+    account: str = ""
+
+    @property
+    def account_key(self) -> str:
+        return self.account or self.flaps_base_url
 
     @property
     def rehearsal(self) -> bool:
@@ -70,7 +78,12 @@ class EmbeddedFlysim:
 
     @property
     def target(self) -> Target:
-        return flysim_target(self.server.url)
+        state_file = self.server.config.state_file
+        target = flysim_target(self.server.url)
+        if state_file:
+            target = Target(target.name, target.api_base_url, target.flaps_base_url,
+                            account=f"flysim-state:{Path(state_file).resolve()}")
+        return target
 
     @property
     def token(self) -> str:

@@ -4,16 +4,23 @@ form (GET /) -> token check and plan (POST /plan) -> deploy (POST /jobs/{id}/dep
 (GET /jobs/{id}, its steps streamed from GET /jobs/{id}/events as Server-Sent Events) -> result with
 the relay's URL and the webhook's next step -> teardown (POST /teardown).
 
-Credentials arrive in a POST body, live in the planned job's memory until it has run, and are never
-rendered back: the form's secret fields are always empty, and every step text is redacted.
+Credentials arrive in a POST body, live in the planned job's memory until its job process starts (they
+cross to it through a pipe), and are never rendered back: the form's secret fields are always empty, and
+every step text is redacted.
+
+Deploys and teardowns run as enginejob job processes (see ``runner.start_deploy``): one per prefix across
+this wizard and every CLI on the machine, and none outlives the wizard holding a secret (a killed wizard's
+jobs roll back by themselves). On SIGTERM the wizard stops taking jobs, lets the running ones finish or
+roll back, and delivers their outcome to the open pages before it exits (``serve``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -21,12 +28,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import enginejob
 from fly.regions import REGIONS
 
 from .account import AccountError, check_account, refuse_existing
 from .jobs import PLAN_TTL_SECONDS, Job, Jobs, State
 from .plan import plan
-from .runner import LOCKS, PrefixBusy, run_teardown, setup
+from .runner import deploy_outcome, prefix_key, start_deploy, start_teardown, teardown_outcome
 from .settings import CHANNELS, DEFAULT_VM_SIZE, VM_SIZES, SettingsError, parse, parse_settings
 from .target import Target
 
@@ -42,13 +50,23 @@ HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Fra
            "X-Content-Type-Options": "nosniff"}
 
 
+STOPPING = ("The wizard is stopping", "The wizard is stopping and takes no new deploys or teardowns. Start it "
+            "again, then try again.")
+
+
 class Wizard:
     def __init__(self, target: Target, *, health_timeout: int = 120, relay_image: str | None = None,
-                 vm_image: str | None = None) -> None:
+                 vm_image: str | None = None, runner: enginejob.Runner | None = None) -> None:
         self.target = target
         self.health_timeout = health_timeout
         self.images = {k: v for k, v in (("relay_image", relay_image), ("vm_image", vm_image)) if v}
         self.jobs = Jobs()
+        self.runner = runner or enginejob.Runner()
+        self.stopping = False
+        self.streams = 0  # open event streams (a stopping wizard waits for them to deliver `end`)
+
+    def busy_message(self, exc: enginejob.Busy) -> HTMLResponse:
+        return self.message("Already running", str(exc), 409)
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -83,10 +101,10 @@ class Wizard:
             settings, credentials = parse(settings_in, credentials_in)
         except SettingsError as exc:
             return self.form(values, exc.problems, "Please fix the fields marked below.", 422)
-        busy = LOCKS.busy(self.target, settings.prefix)
-        if busy:
-            return self.form(values, {}, f"{busy} of {settings.prefix!r} is already running; wait for it to "
-                                         "finish, then try again (or use another prefix).", 409)
+        holder = self.runner.holder(prefix_key(self.target, settings.prefix))
+        if holder is not None:
+            return self.form(values, {}, f"{holder.sentence()}; wait for it to finish, then try again (or use "
+                                         "another prefix).", 409)
         try:
             account = await asyncio.to_thread(check_account, self.target, credentials.token, settings)
         except AccountError as exc:
@@ -107,22 +125,22 @@ class Wizard:
                                 "Fill in the form again.", 404)
         if job.state != "planned":
             return RedirectResponse(f"/jobs/{job.id}", status_code=303)
-        credentials, account = job.credentials, job.account
-        assert credentials is not None and account is not None
+        if self.stopping:
+            return self.message(*STOPPING, 503)
+        credentials = job.credentials
+        assert credentials is not None
+        try:  # the job process takes the prefix's lock here: a second deploy of it gets its answer at once
+            process = start_deploy(self.runner, self.target, job.settings, credentials, job.add,
+                                   health_timeout=self.health_timeout)
+        except enginejob.Busy as exc:
+            return self.busy_message(exc)
+        job.process = process
+        job.credentials = None  # the job process has them now; the wizard keeps none
 
         def work(job: Job) -> State:
-            try:
-                result = setup(self.target, job.settings, credentials, job.add, account=account,
-                               health_timeout=self.health_timeout, locked=True)
-            finally:
-                LOCKS.release(self.target, job.settings.prefix)
-            job.result = result
-            return "succeeded" if result.ok else "failed"
+            job.result = deploy_outcome(process)
+            return "succeeded" if job.result.ok else "failed"
 
-        try:  # taken here, so a second deploy of the prefix gets its answer at once
-            LOCKS.acquire(self.target, job.settings.prefix, "a deploy")
-        except PrefixBusy as exc:
-            return self.message("Already running", str(exc), 409)
         self.jobs.start(job, work)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -151,19 +169,26 @@ class Wizard:
 
         async def stream() -> AsyncIterator[str]:
             nonlocal seen
-            yield "retry: 2000\n\n"
-            while True:
-                steps, done = await job.next_steps(seen, 15.0)
-                for step in steps:
-                    yield f"event: step\ndata: {json.dumps(step.as_dict())}\n\n"
-                seen += len(steps)
-                if done and not steps:
-                    yield f"event: end\ndata: {json.dumps({'state': job.state})}\n\n"
-                    return
-                if not steps:
-                    yield ": keep-alive\n\n"
-                if await request.is_disconnected():
-                    return
+            self.streams += 1
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    steps, done = await job.next_steps(seen, 15.0)
+                    for step in steps:
+                        yield f"event: step\ndata: {json.dumps(step.as_dict())}\n\n"
+                    seen += len(steps)
+                    if done and not steps:
+                        # The finished page itself, so the page shows the outcome without loading it again
+                        # (the wizard may be stopping: a reload would find no server).
+                        page = self.page("job.html", job=job).body.decode()
+                        yield f"event: end\ndata: {json.dumps({'state': job.state, 'page': page})}\n\n"
+                        return
+                    if not steps:
+                        yield ": keep-alive\n\n"
+                    if await request.is_disconnected():
+                        return
+            finally:
+                self.streams -= 1
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={**HEADERS, "X-Accel-Buffering": "no"})
@@ -188,24 +213,61 @@ class Wizard:
         if errors or settings is None:
             return self.page("teardown.html", 422, values=values, errors=errors,
                              problem="Please fix the fields marked below.")
+        if self.stopping:
+            return self.message(*STOPPING, 503)
+        job = Job("teardown", settings, self.target)
         try:
-            LOCKS.acquire(self.target, settings.prefix, "a teardown")
-        except PrefixBusy as exc:
-            return self.message("Already running", str(exc), 409)
+            process = start_teardown(self.runner, self.target, settings, token, job.add)
+        except enginejob.Busy as exc:
+            return self.busy_message(exc)
+        job.process = process
 
         def work(job: Job) -> State:
-            try:
-                job.left_behind = run_teardown(self.target, settings, token, job.add, locked=True)
-            finally:
-                LOCKS.release(self.target, settings.prefix)
+            job.left_behind = teardown_outcome(process, job.settings)
             return "failed" if job.left_behind else "succeeded"
 
-        job = self.jobs.add(Job("teardown", settings, self.target))
+        self.jobs.add(job)
         self.jobs.start(job, work)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
     async def healthz(self, _request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    async def drain(self, grace: float, forced: Callable[[], bool], rollback_limit: float = 300.0) -> None:
+        """Stop taking jobs; give the running ones ``grace`` seconds to finish, then cancel them (a deploy
+        rolls back) and wait for that; then let the open pages receive their `end` event. ``forced`` (a
+        second signal) cuts the waiting short: the jobs then roll back by themselves once the wizard is gone,
+        without a page to show it."""
+        self.stopping = True
+        start = time.monotonic()
+        while self.jobs.running() and time.monotonic() - start < grace and not forced():
+            await asyncio.sleep(0.1)
+        for job in self.jobs.running():
+            if job.process is not None:
+                job.process.cancel()
+        start = time.monotonic()
+        while self.jobs.running() and time.monotonic() - start < rollback_limit and not forced():
+            await asyncio.sleep(0.1)
+        start = time.monotonic()
+        while self.streams and time.monotonic() - start < 5.0 and not forced():
+            await asyncio.sleep(0.05)
+
+
+def serve(app: Starlette, *, stop_grace: float = 20.0, **config: Any) -> None:
+    """Serve the wizard until SIGTERM or SIGINT, then stop as ``Wizard.drain`` says (uvicorn would
+    otherwise close the pages' event streams while their jobs still run, and exit mid-deploy)."""
+    import uvicorn
+
+    wizard: Wizard = app.state.wizard
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await wizard.drain(stop_grace, lambda: self.force_exit or len(self._captured_signals) > 1)
+            await super().shutdown(sockets)
+
+    Server(uvicorn.Config(app, timeout_graceful_shutdown=2, **config)).run()
 
 
 def create_app(target: Target, **options: Any) -> Starlette:

@@ -14,6 +14,14 @@ import pytest
 from selfhosted_helpers import WizardServer
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The job runner's state (locks, job directories) of this test alone, for it and its subprocesses."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("ARTIFACT_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def creds() -> dict[str, str]:
     """The form's credentials, random per test."""

@@ -59,7 +59,9 @@ def test_one_deploy_per_prefix_and_the_event_stream(wizard: WizardServer, flysim
             body = "".join(stream.iter_text())
         events = re.findall(r"event: (\w+)\ndata: (.*)\n\n", body)
         steps = [json.loads(data) for kind, data in events if kind == "step"]
-        assert events[-1][0] == "end" and json.loads(events[-1][1]) == {"state": "failed"}
+        end = json.loads(events[-1][1])
+        assert events[-1][0] == "end" and end["state"] == "failed"
+        assert 'id="result-failed"' in end["page"]  # the finished page itself: shown without a reload
         texts = [s["text"] for s in steps]
         assert "rolled back: no app of 'busy' is left" in texts
         assert any("busy-relay: check 'health' is critical (GET /health: 500)" in t for t in texts)
@@ -78,9 +80,10 @@ def test_teardown_wants_a_confirmation_and_a_token(wizard: WizardServer, flysim:
         answer = http.post("/teardown", data={"prefix": "x1", "org": "personal", "fly_token": ""})
         assert answer.status_code == 422
         assert "Tick the box to confirm" in answer.text and "Fly API token is required" in answer.text
-        done = http.post("/teardown", data={"prefix": "x1", "org": "personal", "fly_token": flysim.token,
-                                            "confirm": "yes"}, follow_redirects=True)
-        assert done.status_code == 200
+        started = http.post("/teardown", data={"prefix": "x1", "org": "personal", "fly_token": flysim.token,
+                                               "confirm": "yes"})
+        done = _finished(http, started.headers["location"])
+        assert done.status_code == 200 and 'id="teardown-ok"' in done.text
     assert flysim.token not in done.text
     with httpx.Client(base_url=wizard.url, timeout=30) as http:
         started = http.post("/teardown", data={"prefix": "x1", "org": "personal", "fly_token": "fo1_wrong-token-123",
@@ -106,6 +109,6 @@ def test_two_users_deploy_at_once(wizard: WizardServer, flysim: FlysimServer, cr
         for job in jobs:
             with http.stream("GET", f"/jobs/{job}/events") as stream:
                 body = "".join(stream.iter_text())
-            assert body.rstrip().endswith('data: {"state": "succeeded"}'), body[-2000:]
+            assert json.loads(body.rstrip().rsplit("data: ", 1)[1])["state"] == "succeeded", body[-2000:]
     names = {a["name"] for a in flysim.state()["apps"]}
     assert {"par-a-relay", "par-a-vm", "par-b-relay", "par-b-vm"} <= names
