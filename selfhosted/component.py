@@ -41,15 +41,25 @@ def flycast_url(app: str) -> str:
     return f"http://{app}.flycast"
 
 
+# Machine metadata saying which pair a machine belongs to: a teardown by name removes an app only when its
+# machines carry it, so a prefix typed on the teardown page never removes someone's unrelated app.
+MARKER = "artifact_selfhosted"
+
+
+def marker(settings: DeploySettings) -> dict[str, str]:
+    return {MARKER: settings.prefix}
+
+
 def relay_config(settings: DeploySettings) -> dict[str, Any]:
     env = {"PRIMARY_REGION": settings.region, "CLAUDE_HOST": flycast_url(settings.vm_app),
            "RELAY_CHANNEL": settings.channel}
-    return machine_config(fly_toml("relay"), image=settings.relay_image, env=env)
+    return machine_config(fly_toml("relay"), image=settings.relay_image, env=env, metadata=marker(settings))
 
 
 def vm_config(settings: DeploySettings, volume_id: str) -> dict[str, Any]:
     env = {"PRIMARY_REGION": settings.region, "RELAY_CALLBACK_URL": flycast_url(settings.relay_app)}
-    config = machine_config(fly_toml("vm"), image=settings.vm_image, env=env, mounts={VOLUME_NAME: volume_id})
+    config = machine_config(fly_toml("vm"), image=settings.vm_image, env=env, mounts={VOLUME_NAME: volume_id},
+                            metadata=marker(settings))
     config["guest"] = VM_SIZES[settings.vm_size].guest()
     return config
 

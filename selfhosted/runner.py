@@ -47,7 +47,7 @@ import enginejob
 from fly.errors import FlyAuthError, FlyError, FlyNotFound
 
 from .account import Account, AccountError, AlreadyExists, check_account, connect, refuse_existing
-from .component import SelfHostedPair, flycast_url
+from .component import MARKER, SelfHostedPair, flycast_url
 from .progress import Progress, Redactor, Step, engine_step
 from .settings import Credentials, DeploySettings
 from .target import Target
@@ -362,8 +362,15 @@ def teardown(target: Target, settings: DeploySettings, token: str, step: Any,
                          "failed", f"teardown:{app}")
                     left.append(app)
                     continue
-                step(f"removing {app}", "running", f"teardown:{app}")
                 machines = [m for m in client.list_machines(app) if m.state not in ("destroyed", "destroying")]
+                strangers = [m.id for m in machines
+                             if (m.config.get("metadata") or {}).get(MARKER) != settings.prefix]
+                if strangers:  # read now, at the moment of acting: not a machine of this pair
+                    step(f"{app} has machines the self-hosted setup did not make ({', '.join(strangers)} carry no "
+                         f"{MARKER}={settings.prefix} marker): left alone", "failed", f"teardown:{app}")
+                    left.append(app)
+                    continue
+                step(f"removing {app}", "running", f"teardown:{app}")
                 for machine in machines:
                     client.delete_machine(app, machine.id, force=True)
                 for machine in machines:

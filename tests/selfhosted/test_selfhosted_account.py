@@ -60,3 +60,23 @@ def test_a_token_limited_to_one_app_cannot_create_apps(flysim: FlysimServer) -> 
 def test_an_unreachable_api_is_said_in_words() -> None:
     with pytest.raises(AccountError, match="can't be reached"):
         check_account(flysim_target("http://127.0.0.1:9"), "token-value", parse_settings({"prefix": "alice"}))
+
+
+
+def test_teardown_leaves_an_app_whose_machines_it_did_not_make(flysim: FlysimServer) -> None:
+    """A teardown by name reads the apps at the moment it acts: an app of the prefix's name whose machine
+    carries no marker of the pair (someone's own app) is left alone; the pair's own app is removed."""
+    from selfhosted.component import MARKER
+    from selfhosted.runner import run_teardown
+
+    with flysim.client() as http:
+        for app, metadata in (("blog-vm", {}), ("blog-relay", {MARKER: "blog"})):
+            http.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).raise_for_status()
+            http.post(f"/v1/apps/{app}/machines", json={"name": f"{app}-0", "region": "ams", "config": {
+                "image": "registry.fly.io/artifact-relay:latest", "metadata": metadata}}).raise_for_status()
+    steps: list = []
+    left = run_teardown(flysim_target(flysim.url), parse_settings({"prefix": "blog"}), flysim.token, steps.append)
+    assert left == ["blog-vm"]
+    assert any("blog-vm has machines the self-hosted setup did not make" in s.text and "left alone" in s.text
+               for s in steps)
+    assert [a["name"] for a in flysim.state()["apps"]] == ["blog-vm"]
