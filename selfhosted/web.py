@@ -66,7 +66,10 @@ class Wizard:
         self.streams = 0  # open event streams (a stopping wizard waits for them to deliver `end`)
 
     def busy_message(self, exc: enginejob.Busy) -> HTMLResponse:
-        return self.message("Already running", str(exc), 409)
+        """Who holds the prefix, in words; ``job_url``: that job's page when it is this wizard's."""
+        job = self.jobs.by_process(exc.holder.job) if exc.holder and exc.holder.job else None
+        return self.page("message.html", 409, title="Already running", message=str(exc), back="/",
+                         job_url=f"/jobs/{job.id}" if job else None)
 
     # -- rendering ---------------------------------------------------------------------------------
 

@@ -426,3 +426,30 @@ def test_a_stale_plan_never_takes_over_the_pair_deployed_since(sim: FlysimServer
     assert [v["id"] for v in after["twin3-vm"]["volumes"]] == [v["id"] for v in before["twin3-vm"]["volumes"]]
     assert after["twin3-vm"]["machines"] == before["twin3-vm"]["machines"]
     _nothing_left_on_disk(where)
+
+
+def test_the_rehearsal_account_is_shared_by_processes_and_never_clobbered(tmp_path: Path,
+                                                                          where: dict[str, Any]) -> None:
+    """The wizard and a CLI each embed a flysim on one state file: one lock key for a prefix, and what one
+    saves while the other is working survives the other's saves."""
+    from selfhosted.component import MARKER
+    from selfhosted.runner import prefix_key
+    from selfhosted.target import EmbeddedFlysim
+
+    state = tmp_path / "rehearsal.json"
+    with EmbeddedFlysim(state_file=state) as ours:
+        with EmbeddedFlysim(state_file=state) as another:
+            assert ours.target.flaps_base_url != another.target.flaps_base_url
+            assert prefix_key(ours.target, "rec") == prefix_key(another.target, "rec")
+        with ours.server.client() as http:
+            http.post("/v1/apps", json={"app_name": "rec-vm", "org_slug": "personal"}).raise_for_status()
+            http.post("/v1/apps/rec-vm/machines", json={"name": "rec-vm-0", "region": "ams", "config": {
+                "image": "registry.fly.io/artifact-agent-vm:latest", "metadata": {MARKER: "rec"}}}).raise_for_status()
+            terminal = Terminal(where, "teardown", "--prefix", "rec", "--flysim-state", str(state))
+            terminal.read_until("[y/N]")  # the CLI's flysim has read the account by now
+            http.post("/v1/apps", json={"app_name": "other-relay", "org_slug": "personal"}).raise_for_status()
+            terminal.type("y")
+            assert terminal.finish() == 0, terminal.transcript
+            assert "nothing of 'rec' is left on flysim" in terminal.transcript
+            assert set(json.loads(state.read_text())["apps"]) == {"other-relay"}  # the CLI's save kept ours
+            assert http.get("/v1/apps/rec-vm").status_code == 404  # and ours sees the CLI's removal
