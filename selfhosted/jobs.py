@@ -1,5 +1,6 @@
-"""The wizard's jobs, in memory only: a planned deploy holds the user's credentials until it has run
-(or expires unstarted); its steps are what the progress page and its event stream show."""
+"""The wizard's jobs, in memory only: a planned deploy holds the user's credentials until its job process
+starts (then only that process has them) or it expires unstarted; its steps are what the progress page and
+its event stream show."""
 
 from __future__ import annotations
 

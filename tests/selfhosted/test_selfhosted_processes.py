@@ -29,7 +29,7 @@ from selfhosted_helpers import scan, secret_values
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-GONE_WITHIN = 180  # a rollback through the engine after a hung call (5 s), on a shared 2-core machine
+GONE_WITHIN = 180  # a rollback through the engine after a hung call (3 s), on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def _nothing_left_on_disk(where: dict[str, Any]) -> None:
 
 
 def _hang_vm_machine_create(sim: FlysimServer, prefix: str) -> None:
-    sim.add_fault(kind="hang", operation="Machines_create", app=f"{prefix}-vm", seconds=5, count=1)
+    sim.add_fault(kind="hang", operation="Machines_create", app=f"{prefix}-vm", seconds=3, count=1)
 
 
 # -- the wizard ---------------------------------------------------------------------------------------------
@@ -273,6 +273,11 @@ def test_the_cli_interrupted_again_and_again_cancels_once(sim: FlysimServer, whe
     assert "pending operation" not in out.lower() and "console" not in out.lower(), out
     assert out.count("interrupted: stopping the deploy") == 1
     assert "stopping: the deploy is being stopped and rolled back" in out
+    # The engine is waited for before the rollback starts: the rollback goes through Pulumi, not around a
+    # stack still locked by the cancelled update.
+    assert out.index("update canceled") < out.index("rolling back")
+    assert "rollback through Pulumi failed" not in out
+    assert "FAILED: interrupted before it finished" in out
     assert "Rolled back: nothing of 'cli-int' is left." in out
     _wait_all_gone(where["state"], groups)
     assert _healthy_pair_or_nothing(sim, "cli-int") == "nothing"
