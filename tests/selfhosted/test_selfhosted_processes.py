@@ -284,33 +284,42 @@ def test_the_cli_interrupted_again_and_again_cancels_once(sim: FlysimServer, whe
     _nothing_left_on_disk(where)
 
 
-def test_the_cli_killed_mid_deploy_then_everything_killed_is_swept_at_the_next_start(
-        sim: FlysimServer, where: dict[str, Any]) -> None:
+@pytest.mark.parametrize("killed", ["cli", "cli-and-job"])
+def test_the_cli_killed_mid_deploy(killed: str, sim: FlysimServer, where: dict[str, Any]) -> None:
     """SIGKILL of the CLI: its job rolls back by itself. SIGKILL of the job process too (everything killed):
     the engine's processes are left holding the secrets until the next start sweeps them and says what the
-    dead job may have left at Fly; the teardown that started then removes it."""
-    _hang_vm_machine_create(sim, "cli-kill")
-    cli = _cli(where, "setup", "--prefix", "cli-kill", "--flysim-url", sim.url, "--yes")
+    dead job may have left at Fly; the teardown started then removes it."""
+    import enginejob
+
+    prefix = f"kill-{killed}"
+    _hang_vm_machine_create(sim, prefix)
+    cli = _cli(where, "setup", "--prefix", prefix, "--flysim-url", sim.url, "--yes")
     _read_until(cli, "creating agent VM machine")
     [job] = _job_leaders(where["state"])
     engine = [pid for pid in _job_processes(where["state"]) if pid != job]
     assert engine  # the Pulumi CLI, its language host, the providers: all carry the marker
     cli.kill()
-    os.kill(job, signal.SIGKILL)
     cli.wait(timeout=10)
+    if killed == "cli":
+        _wait_all_gone(where["state"], [job])
+        assert enginejob.Runner(where["state"]).sweep() == []  # the next start finds nothing to sweep
+        assert _healthy_pair_or_nothing(sim, prefix) == "nothing"
+        _nothing_left_on_disk(where)
+        return
+
+    os.kill(job, signal.SIGKILL)
     # What a job killed outright leaves: processes holding the token, and its directory.
     assert set(_job_processes(where["state"])) & set(engine)
     assert list((where["state"] / "jobs").iterdir())
-
-    down = subprocess.run([sys.executable, "-m", "selfhosted", "teardown", "--prefix", "cli-kill", "--flysim-url",
+    down = subprocess.run([sys.executable, "-m", "selfhosted", "teardown", "--prefix", prefix, "--flysim-url",
                            sim.url, "--yes"], env=where["env"], cwd=REPO, capture_output=True, text=True,
                           timeout=GONE_WITHIN)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert re.search(r"note: a deploy of 'cli-kill' started \S+ was cut short \(its process was killed\); it may "
-                     r"have left cli-kill-relay, cli-kill-vm: check them and tear down what is left", down.stdout)
-    assert "nothing of 'cli-kill' is left on flysim" in down.stdout
+    assert re.search(rf"note: a deploy of '{prefix}' started \S+ was cut short \(its process was killed\); it "
+                     rf"may have left {prefix}-relay, {prefix}-vm: check them and tear down what is left", down.stdout)
+    assert f"nothing of '{prefix}' is left on flysim" in down.stdout
     _wait_all_gone(where["state"], [job])
-    assert _healthy_pair_or_nothing(sim, "cli-kill") == "nothing"
+    assert _healthy_pair_or_nothing(sim, prefix) == "nothing"
     _nothing_left_on_disk(where)
 
 
