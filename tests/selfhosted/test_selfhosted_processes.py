@@ -29,7 +29,7 @@ from selfhosted_helpers import scan, secret_values
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-GONE_WITHIN = 180  # a rollback through the engine after a hung call (3 s), on a shared 2-core machine
+GONE_WITHIN = 180  # a rollback through the engine after a hung call (4 s), on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def _nothing_left_on_disk(where: dict[str, Any]) -> None:
 
 
 def _hang_vm_machine_create(sim: FlysimServer, prefix: str) -> None:
-    sim.add_fault(kind="hang", operation="Machines_create", app=f"{prefix}-vm", seconds=3, count=1)
+    sim.add_fault(kind="hang", operation="Machines_create", app=f"{prefix}-vm", seconds=4, count=1)
 
 
 # -- the wizard ---------------------------------------------------------------------------------------------
