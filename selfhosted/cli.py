@@ -237,7 +237,7 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
             show(Step(str(exc), "failed"))
             return 1
         _follow(job, out, "deploy")
-        result = deploy_outcome(job)
+        result = deploy_outcome(job, runner=runner)
         if not result.ok:
             print(f"\nFAILED: {result.failure}", file=out)
             if result.left_behind:
@@ -280,7 +280,7 @@ def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out
             print(str(exc), file=out)
             return 1
         _follow(job, out, "teardown")
-        return 1 if teardown_outcome(job, settings) else 0
+        return 1 if teardown_outcome(job, settings, runner=runner) else 0
 
 
 def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:

@@ -447,18 +447,29 @@ DIED = ("its process was killed before it finished; what it made may still be th
         "the prefix, and tear them down")
 
 
-def deploy_outcome(job: enginejob.Job, timeout: float | None = None) -> SetupResult:
+def deploy_outcome(job: enginejob.Job, timeout: float | None = None,
+                   runner: enginejob.Runner | None = None) -> SetupResult:
+    """The deploy job's result. A job process killed outright (OOM, a stray kill) left its engine running:
+    with ``runner`` those processes and the job's directory are swept at once, not at the next start."""
     try:
         return SetupResult(**job.wait(timeout))
     except enginejob.JobFailed as exc:  # the entry's own words (it keeps secrets out of them)
         return SetupResult(ok=False, failure=str(exc) or "the deploy failed", code="failed")
     except enginejob.JobDied:
-        return SetupResult(ok=False, failure=f"the deploy stopped: {DIED}", code="died")
+        swept = runner.sweep() if runner is not None else []
+        # What it noted it may have made (nothing noted: it died before creating anything).
+        maybe = next((list(map(str, w.notes.get("apps") or [])) for w in swept if w.id == job.id), [])
+        return SetupResult(ok=False, failure=f"the deploy stopped: {DIED}", code="died", left_behind=maybe)
 
 
-def teardown_outcome(job: enginejob.Job, settings: DeploySettings, timeout: float | None = None) -> list[str]:
+def teardown_outcome(job: enginejob.Job, settings: DeploySettings, timeout: float | None = None,
+                     runner: enginejob.Runner | None = None) -> list[str]:
     """The apps still there after the teardown job."""
     try:
         return list(job.wait(timeout)["left_behind"])
-    except (enginejob.JobFailed, enginejob.JobDied):
+    except enginejob.JobFailed:
+        return [settings.vm_app, settings.relay_app]
+    except enginejob.JobDied:
+        if runner is not None:
+            runner.sweep()
         return [settings.vm_app, settings.relay_app]

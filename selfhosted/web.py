@@ -141,7 +141,7 @@ class Wizard:
         job.credentials = None  # the job process has them now; the wizard keeps none
 
         def work(job: Job) -> State:
-            job.result = deploy_outcome(process)
+            job.result = deploy_outcome(process, runner=self.runner)
             return "succeeded" if job.result.ok else "failed"
 
         self.jobs.start(job, work)
@@ -226,7 +226,7 @@ class Wizard:
         job.process = process
 
         def work(job: Job) -> State:
-            job.left_behind = teardown_outcome(process, job.settings)
+            job.left_behind = teardown_outcome(process, job.settings, runner=self.runner)
             return "failed" if job.left_behind else "succeeded"
 
         self.jobs.add(job)

@@ -284,20 +284,35 @@ def test_the_cli_interrupted_again_and_again_cancels_once(sim: FlysimServer, whe
     _nothing_left_on_disk(where)
 
 
-@pytest.mark.parametrize("killed", ["cli", "cli-and-job"])
+@pytest.mark.parametrize("killed", ["cli", "job", "cli-and-job"])
 def test_the_cli_killed_mid_deploy(killed: str, sim: FlysimServer, where: dict[str, Any]) -> None:
-    """SIGKILL of the CLI: its job rolls back by itself. SIGKILL of the job process too (everything killed):
-    the engine's processes are left holding the secrets until the next start sweeps them and says what the
-    dead job may have left at Fly; the teardown started then removes it."""
+    """SIGKILL of the CLI: its job rolls back by itself. SIGKILL of the job process: the CLI sweeps its
+    engine processes at once and says what may be left. SIGKILL of both (everything killed): the engine's
+    processes are left holding the secrets until the next start sweeps them and says what the dead job may
+    have left at Fly; the teardown started then removes it."""
     import enginejob
 
     prefix = f"kill-{killed}"
     _hang_vm_machine_create(sim, prefix)
     cli = _cli(where, "setup", "--prefix", prefix, "--flysim-url", sim.url, "--yes")
-    _read_until(cli, "creating agent VM machine")
+    lines = _read_until(cli, "creating agent VM machine")
     [job] = _job_leaders(where["state"])
     engine = [pid for pid in _job_processes(where["state"]) if pid != job]
     assert engine  # the Pulumi CLI, its language host, the providers: all carry the marker
+    if killed == "job":
+        os.kill(job, signal.SIGKILL)
+        out = "".join(lines) + (cli.stdout.read() if cli.stdout else "")
+        assert cli.wait(timeout=60) == 1
+        assert "FAILED: the deploy stopped: its process was killed before it finished" in out, out
+        assert f"Still there: {prefix}-relay, {prefix}-vm. Remove them with" in out and "Rolled back" not in out
+        assert _job_processes(where["state"]) == {}  # swept by the CLI before it answered
+        _nothing_left_on_disk(where)
+        down = subprocess.run([sys.executable, "-m", "selfhosted", "teardown", "--prefix", prefix, "--flysim-url",
+                               sim.url, "--yes"], env=where["env"], cwd=REPO, capture_output=True, text=True,
+                              timeout=GONE_WITHIN)
+        assert down.returncode == 0 and "note:" not in down.stdout, down.stdout + down.stderr
+        assert _healthy_pair_or_nothing(sim, prefix) == "nothing"
+        return
     cli.kill()
     cli.wait(timeout=10)
     if killed == "cli":
