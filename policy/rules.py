@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.config import looks_secret
+from components.config import POLICY_NAMESPACE, looks_secret
 from fly.regions import REGIONS
 
 FLY = "pulumi-python:dynamic/fly:"
 MACHINE, VOLUME, IP_ADDRESS, ORG_TOKEN = (f"{FLY}Machine", f"{FLY}Volume", f"{FLY}IpAddress", f"{FLY}OrgToken")
 WORKER_POOL = "artifact:slice:WorkerPool"  # the component; its input `template` is what fly-exec launches
-CONFIG_NAMESPACE = "artifact-policy"
+CONFIG_NAMESPACE = POLICY_NAMESPACE
 
 # The one place enforcement levels are set. "images-pinned-by-digest" is mandatory on production stacks.
 DEFAULT_LEVELS: dict[str, str] = {

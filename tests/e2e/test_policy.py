@@ -1,0 +1,108 @@
+"""The slice's CrossGuard pack (policy/) through the real CLI, as `pulumi preview --policy-pack policy` runs it:
+a change that breaks every mandatory policy fails its preview with each policy and resource named and no
+mutating Fly call; the default e2e slice passes with advisory warnings only; a stack's config raises a policy's
+level. Three previews in all (the engine's runs are what this costs)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+from pulumi.automation.events import EngineEvent
+
+from .harness import REPO, make_stack
+
+CREDENTIAL = "FlyV1 fm2_" + "lJPECAAAAAAAAMqUxBA" * 2
+# A pull request as a reviewer would get it: the slice as it is, plus a public address on the NFS app and a
+# standing worker machine that stops instead of suspending and carries a token in its plain env.
+PULL_REQUEST_PROGRAM = f'''
+import runpy
+import pulumi
+runpy.run_path({str(REPO / "__main__.py")!r}, run_name="__main__")
+
+from fly.providers import FlyConnectionArgs, IpAddress, Machine
+
+fly = pulumi.Config("fly")
+connection = FlyConnectionArgs(api_base_url=fly.get("apiBaseUrl"), flaps_base_url=fly.get("flapsBaseUrl"))
+prefix = pulumi.get_stack()
+IpAddress("nfs-public-v6", app=f"{{prefix}}-nfs", type="v6", connection=connection)
+Machine("standing-worker", app=f"{{prefix}}-worker-pool", name=f"{{prefix}}-worker-0", region="syd",
+        connection=connection, config={{
+            "image": "registry.fly.io/artifact-worker:2026.11.1",
+            "guest": {{"cpu_kind": "performance", "cpus": 1, "memory_mb": 2048}},
+            "env": {{"API_TOKEN": {CREDENTIAL!r}}},
+            "services": [{{"protocol": "tcp", "internal_port": 8080, "autostop": "stop"}}]}})
+'''
+
+
+def _violations(events: list[EngineEvent]) -> list[tuple[str, str, str, str]]:
+    """(policy, enforcement level, resource type::name, message) of every policy event."""
+    found = []
+    for event in events:
+        if (p := event.policy_event) is not None:
+            type_, name = (p.resource_urn or "::").split("::")[-2:]
+            resource = f"{type_.split('$')[-1]}::{name}"  # its own type, not its parents'
+            found.append((p.policy_name, p.enforcement_level, resource, p.message))
+    return found
+
+
+def _mutating(flysim) -> list[str]:
+    return [f"{c['method']} {c['path']}" for c in flysim.calls() if c["mutating"]]
+
+
+def test_a_change_breaking_each_mandatory_policy_fails_its_preview(tmp_path: Path, pulumi_bin: Path,
+                                                                    flysim) -> None:
+    # Not an e2e-* stack: its data volume must be protected.
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token, stack_name=f"policy-{uuid.uuid4().hex[:6]}",
+                   config={"artifact-slice:tokenExpiryHours": "87600", "artifact-slice:protectVolumes": "false",
+                           "artifact-policy:allowedRegions": "ams,fra"})
+    program = s.work_dir / "__main__.py"
+    program.unlink()
+    program.write_text(PULL_REQUEST_PROGRAM)
+    events: list[EngineEvent] = []
+    with pytest.raises(auto.CommandError):
+        s.preview(policy_packs=[str(s.work_dir / "policy")], on_event=events.append)
+
+    mandatory = {(name, resource) for name, level, resource, _ in _violations(events) if level == "mandatory"}
+    fly = "pulumi-python:dynamic/fly:"
+    assert {
+        ("worker-pool-suspends", f"{fly}Machine::standing-worker"),
+        ("no-credentials-in-env", f"{fly}Machine::standing-worker"),
+        ("no-public-address", f"{fly}IpAddress::nfs-public-v6"),
+        ("token-expiry-bounded", f"{fly}OrgToken::control-plane-token"),
+        ("data-volumes-protected", f"{fly}Volume::nfs-volume"),
+        ("region-allowed", f"{fly}Machine::router-machine"),
+        ("region-allowed", f"{fly}Volume::nfs-volume"),
+    } <= mandatory, mandatory
+    # What the person running the preview reads: each policy, the resource and the fix.
+    printed = "\n".join(s.events)
+    for name in ("worker-pool-suspends", "no-public-address", "token-expiry-bounded", "data-volumes-protected"):
+        assert f"[mandatory]  {name}" in printed, printed[-3000:]
+    assert "app " + s.stack.name + "-nfs gets a public v6 address" in printed
+    assert not [m for *_, m in _violations(events) if CREDENTIAL in m]  # (the diff shows the input, as Pulumi does)
+    assert _mutating(flysim) == []
+
+
+def test_the_default_slice_passes_with_advisories_and_a_stack_can_raise_a_level(tmp_path: Path, pulumi_bin: Path,
+                                                                                 flysim) -> None:
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)  # e2e-<id>: ephemeral, volume unprotected
+    pack = [str(s.work_dir / "policy")]
+    events: list[EngineEvent] = []
+    s.preview(policy_packs=pack, on_event=events.append)
+    found = _violations(events)
+    assert [v for v in found if v[1] == "mandatory"] == []
+    advisories = {(name, resource) for name, level, resource, _ in found if level == "advisory"}
+    # Images by tag: advisory off production, on the machines and on the worker pool's template.
+    assert ("images-pinned-by-digest", "pulumi-python:dynamic/fly:Machine::router-machine") in advisories
+    assert ("images-pinned-by-digest", "artifact:slice:WorkerPool::worker-pool") in advisories
+    assert {name for name, _ in advisories} == {"images-pinned-by-digest"}, advisories
+
+    # The stack's own config makes the advisory mandatory: the same preview now fails on it.
+    s.stack.set_config("artifact-policy:images-pinned-by-digest", auto.ConfigValue("mandatory"))
+    events.clear()
+    with pytest.raises(auto.CommandError):
+        s.preview(policy_packs=pack, on_event=events.append)
+    assert {name for name, level, _, _ in _violations(events) if level == "mandatory"} == {"images-pinned-by-digest"}
+    assert _mutating(flysim) == []
