@@ -6,11 +6,15 @@ level. Three previews in all (the engine's runs are what this costs)."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
 from pulumi.automation.events import EngineEvent
+
+from fly.pricing import PriceTable, compare, estimate
+from ops.cost import billables, preview_inputs, render_markdown, violations
 
 from .harness import REPO, make_stack
 
@@ -87,10 +91,22 @@ def test_a_change_breaking_each_mandatory_policy_fails_its_preview(tmp_path: Pat
 
 def test_the_default_slice_passes_with_advisories_and_a_stack_can_raise_a_level(tmp_path: Path, pulumi_bin: Path,
                                                                                  flysim) -> None:
-    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)  # e2e-<id>: ephemeral, volume unprotected
+    # e2e-<id>: ephemeral, volume unprotected; the default volume size (the harness's is 1 GB).
+    s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token, config={"artifact-slice:nfsVolumeSizeGb": "10"})
     pack = [str(s.work_dir / "policy")]
     events: list[EngineEvent] = []
     s.preview(policy_packs=pack, on_event=events.append)
+
+    # The cost of the default slice as this preview would leave it, against a hand computation from
+    # fly/pricing.json (read 2026-12-04): volume 10 GB x $0.15 = $1.50; certificate for the router's hostname
+    # $0.10; the router's shared IPv4 and Anycast IPv6 $0 each; total known $1.60. Unknown, since Fly's page
+    # gives no figure for them: the 3 machines (nfs, router, exec) and the 6 Flycast (private_v6) addresses.
+    after = estimate(billables(preview_inputs({}, events)), PriceTable.load())
+    assert after.total == Decimal("1.50") + Decimal("0.10") + 2 * Decimal("0")
+    assert sorted(line.label.split(":")[0].split(" ")[0] for line in after.unknown) == ["address"] * 6 + ["machine"] * 3
+    comment = render_markdown(compare(estimate([]), after), violations(events), preview_failed=False)
+    assert "at least $1.60 (9 unknown), +$1.60 a month" in comment
+    assert "| ⚠️ | `images-pinned-by-digest` |" in comment and "❌" not in comment
     found = _violations(events)
     assert [v for v in found if v[1] == "mandatory"] == []
     advisories = {(name, resource) for name, level, resource, _ in found if level == "advisory"}
