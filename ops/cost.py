@@ -9,6 +9,7 @@ a stack's resources and a preview's steps, and renders.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,10 +68,13 @@ def violations(events: Iterable[EngineEvent]) -> list[Violation]:
     found = []
     for event in events:
         if (p := event.policy_event) is not None:
-            type_, name = ((p.resource_urn or "").split("::") + ["", ""])[-2:] if p.resource_urn else ("", "")
+            parts = (p.resource_urn or "").split("::")
+            type_, name = (parts[-2], parts[-1]) if len(parts) >= 2 else ("", "")
+            # The engine sends the policy's description, a line break, then the violation itself.
+            message = p.message.strip().split("\n", 1)[-1]
             found.append(Violation(p.policy_name, p.enforcement_level,
                                    f"{type_.split('$')[-1].removeprefix('pulumi-python:dynamic/')}::{name}",
-                                   " ".join(p.message.split())))
+                                   " ".join(message.split())))
     return found
 
 
@@ -114,7 +118,7 @@ def render_markdown(c: Comparison, found: list[Violation], *, preview_failed: bo
             advisory[v.policy] = advisory.get(v.policy, 0) + 1
     rows = ["| | Check | Result |", "|---|---|---|"]
     for v in mandatory:
-        first = v.message.split("; ")[0]
+        first = re.split(r"(?<=\.) |; ", v.message, maxsplit=1)[0]  # the first sentence; the fix is in the log
         rows.append(f"| ❌ | `{v.policy}` | {v.resource}: {first} |")
     for policy, count in sorted(advisory.items()):
         rows.append(f"| ⚠️ | `{policy}` | {count} resource{'s' if count != 1 else ''} (advisory) |")
@@ -141,12 +145,12 @@ def run_preview(stack: auto.Stack, policy_pack: Path | None) -> tuple[list[Engin
     events: list[EngineEvent] = []
     try:
         stack.preview(on_event=events.append, policy_packs=[str(policy_pack)] if policy_pack else None,
-                      color="never")
+                      color="never", diff=True, on_output=lambda line: print(line, file=sys.stderr))
         return events, False
-    except auto.CommandError as exc:
+    except auto.CommandError:
         if not any(e.policy_event is not None and e.policy_event.enforcement_level == "mandatory" for e in events):
             raise
-        print(" ".join(str(exc).split())[:2000], file=sys.stderr)
+        print("cost: the preview fails on mandatory policy violations (listed above)", file=sys.stderr)
         return events, True
 
 
@@ -170,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     after = before
     if args.preview or args.policy_pack or args.markdown:
-        events, failed = run_preview(stack, args.policy_pack)
+        try:
+            events, failed = run_preview(stack, args.policy_pack)
+        except auto.CommandError as exc:
+            print(f"cost: the preview failed: {' '.join(str(exc).split())[-800:]}", file=sys.stderr)
+            return 2
         after = estimate(billables(preview_inputs(state, events)), table)
     comparison = compare(before, after)
     print(render_text(comparison))
