@@ -45,12 +45,9 @@ ensure_shim() {
   cp "$SHIM_SRC" "$work/main.go"
   printf 'module artifact.local/python-host-shim\n\ngo 1.25\n\nrequire github.com/pulumi/pulumi/sdk/v3 v%s\n' \
     "$PULUMI_VERSION" >"$work/go.mod"
-  if ! (
-    cd "$work"
-    export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
-    go mod tidy -e >"$work/tidy.log" 2>&1 || true
-    go build -trimpath -ldflags "-s -w" -o "$work/shim" . >&2
-  ); then
+  local goenv=(env GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0)
+  "${goenv[@]}" go -C "$work" mod tidy -e >"$work/tidy.log" 2>&1 || true
+  if ! "${goenv[@]}" go -C "$work" build -trimpath -ldflags "-s -w" -o "$work/shim" . >&2; then
     rm -rf "$work"; log "error: the policy-pack shim did not build"; return 1
   fi
   install -m 0755 "$work/shim" "$dir/libexec/.pulumi-language-python-shim.$$"
