@@ -25,16 +25,20 @@ MODULES="$CACHE_ROOT/pulumi-v$PULUMI_VERSION-modules-python-host-v$PYTHON_HOST_V
 
 log() { printf 'bootstrap-pulumi: %s\n' "$*" >&2; }
 
-SHIM_SRC="$HERE/python-host-shim/main.go"
+SHIM_SRC="$HERE/python-host-shim"
 # The revision of the wrapper and the shim this checkout has; a module install records the one it carries.
-shim_rev() { cat "$SHIM_SRC" "$HERE/pulumi-language-python.in" | sha256sum | cut -c1-16; }
+shim_rev() {
+  local sum=(sha256sum); command -v sha256sum >/dev/null || sum=(shasum -a 256)  # macOS has only shasum
+  cat "$SHIM_SRC"/*.go "$HERE/pulumi-language-python.in" | "${sum[@]}" | cut -c1-16
+}
 
 # ensure_shim DIR: a module install's wrapper and policy-pack shim are this checkout's (no-op on the official
 # release, which has neither). Built beside the target and renamed into place, so a concurrent run never
 # executes half a file.
 ensure_shim() {
-  local dir="$1" rev; rev="$(shim_rev)"
+  local dir="$1" rev
   [ -d "$dir/libexec" ] || return 0
+  rev="$(shim_rev)"
   if [ "$(cat "$dir/libexec/shim.rev" 2>/dev/null)" = "$rev" ] && [ -x "$dir/libexec/pulumi-language-python-shim" ]; then
     return 0
   fi
@@ -42,7 +46,7 @@ ensure_shim() {
   log "building the Python host's policy-pack shim ($rev)"
   local work="$dir/build-shim.$$"
   rm -rf "$work"; mkdir -p "$work"
-  cp "$SHIM_SRC" "$work/main.go"
+  cp "$SHIM_SRC"/*.go "$work/"
   printf 'module artifact.local/python-host-shim\n\ngo 1.25\n\nrequire github.com/pulumi/pulumi/sdk/v3 v%s\n' \
     "$PULUMI_VERSION" >"$work/go.mod"
   local goenv=(env GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0)

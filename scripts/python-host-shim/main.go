@@ -75,6 +75,7 @@ func run() error {
 	}
 	host := exec.Command(os.Args[1], os.Args[2:]...)
 	host.Stderr = os.Stderr
+	host.SysProcAttr = hostAttr()
 	hostOut, err := host.StdoutPipe()
 	if err != nil {
 		return err
