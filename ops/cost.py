@@ -95,14 +95,17 @@ def total_text(e: Estimate) -> str:
     return money(e.total) if e.complete else f"at least {money(e.total)} ({len(e.unknown)} unknown)"
 
 
-def render_text(c: Comparison) -> str:
+def render_text(c: Comparison, *, previewed: bool = True) -> str:
+    """A table per resource: now, after the preview and the delta (``previewed=False``: now only)."""
     rows = [("resource", "now", "after preview", "delta")]
     for ch in c.changes:
         rows.append((ch.label, money(ch.before) if ch.present_before else "-",
                      money(ch.after) if ch.present_after else "-", signed(ch.delta)))
     rows.append(("total a month", total_text(c.before), total_text(c.after),
                  signed(c.delta) + ("" if c.complete else " (known part)")))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    if not previewed:
+        rows = [row[:2] for row in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     unknown = {line.basis for line in (*c.before.unknown, *c.after.unknown)}
     notes = [f"unknown prices: {u.removeprefix('unknown: ')}" for u in sorted(unknown)]
@@ -154,6 +157,13 @@ def run_preview(stack: auto.Stack, policy_pack: Path | None) -> tuple[list[Engin
         return events, True
 
 
+def _engine_error(exc: Exception) -> str:
+    """The engine's own `error:` lines of a failed command, on one line (not the Automation API's dump)."""
+    text = str(exc)
+    errors = [line.strip() for line in text.splitlines() if line.strip().startswith("error:")]
+    return " ".join(errors or [" ".join(text.split())])[:800]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True)
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = auto.select_stack(stack_name=args.stack, work_dir=str(args.work_dir))
         state = state_inputs(stack.export_stack().deployment or {})
     except (auto.CommandError, ValueError) as exc:
-        print(f"cost: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        print(f"cost: {_engine_error(exc)}", file=sys.stderr)
         return 2
     before = estimate(billables(state), table)
     events: list[EngineEvent] = []
@@ -177,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             events, failed = run_preview(stack, args.policy_pack)
         except auto.CommandError as exc:
-            print(f"cost: the preview failed: {' '.join(str(exc).split())[-800:]}", file=sys.stderr)
+            print(f"cost: the preview failed: {_engine_error(exc)}", file=sys.stderr)
             return 2
         after = estimate(billables(preview_inputs(state, events)), table)
     comparison = compare(before, after)
-    print(render_text(comparison))
+    print(render_text(comparison, previewed=bool(args.preview or args.policy_pack or args.markdown)))
     if args.markdown:
         args.markdown.write_text(render_markdown(comparison, violations(events), preview_failed=failed))
     return 1 if failed else 0

@@ -86,6 +86,13 @@ def test_a_change_breaking_each_mandatory_policy_fails_its_preview(tmp_path: Pat
         assert f"[mandatory]  {name}" in printed, printed[-3000:]
     assert "app " + s.stack.name + "-nfs gets a public v6 address" in printed
     assert not [m for *_, m in _violations(events) if CREDENTIAL in m]  # (the diff shows the input, as Pulumi does)
+    # The PR comment's table, from this preview: one row per mandatory violation, the resource named.
+    comment = render_markdown(compare(estimate([]), estimate(billables(preview_inputs({}, events)))),
+                              violations(events), preview_failed=True)
+    assert "**The preview fails: mandatory policy violations.**" in comment
+    assert "| ❌ | `no-public-address` | fly:IpAddress::nfs-public-v6: app " in comment
+    assert "| ❌ | `token-expiry-bounded` | fly:OrgToken::control-plane-token: token " in comment
+    assert CREDENTIAL not in comment
     assert _mutating(flysim) == []
 
 
