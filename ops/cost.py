@@ -160,7 +160,7 @@ def run_preview(stack: auto.Stack, policy_pack: Path | None) -> tuple[list[Engin
 def _engine_error(exc: Exception) -> str:
     """The engine's own `error:` lines of a failed command, on one line (not the Automation API's dump)."""
     text = str(exc)
-    errors = [line.strip() for line in text.splitlines() if line.strip().startswith("error:")]
+    errors = [m.strip() for m in re.findall(r"error: [^\n]+", text)]
     return " ".join(errors or [" ".join(text.split())])[:800]
 
 
