@@ -1,7 +1,8 @@
 """The slice's CrossGuard pack (policy/) through the real CLI, as `pulumi preview --policy-pack policy` runs it:
 a change that breaks every mandatory policy fails its preview with each policy and resource named and no
 mutating Fly call; the default e2e slice passes with advisory warnings only; a stack's config raises a policy's
-level. Three previews in all (the engine's runs are what this costs)."""
+level; `python -m ops cost` prints the estimate and writes the PR table. Four previews in all (the engine's runs are
+what this costs)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pulumi.automation.events import EngineEvent
 
 from fly.pricing import PriceTable, compare, estimate
 from ops.cost import billables, preview_inputs, render_markdown, violations
+from ops.cost import main as cost_main
 
 from .harness import REPO, make_stack
 
@@ -97,7 +99,7 @@ def test_a_change_breaking_each_mandatory_policy_fails_its_preview(tmp_path: Pat
 
 
 def test_the_default_slice_passes_with_advisories_and_a_stack_can_raise_a_level(tmp_path: Path, pulumi_bin: Path,
-                                                                                 flysim) -> None:
+                                                                                 flysim, monkeypatch, capsys) -> None:
     # e2e-<id>: ephemeral, volume unprotected; the default volume size (the harness's is 1 GB).
     s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token, config={"artifact-slice:nfsVolumeSizeGb": "10"})
     pack = [str(s.work_dir / "policy")]
@@ -121,6 +123,17 @@ def test_the_default_slice_passes_with_advisories_and_a_stack_can_raise_a_level(
     assert ("images-pinned-by-digest", "pulumi-python:dynamic/fly:Machine::router-machine") in advisories
     assert ("images-pinned-by-digest", "artifact:slice:WorkerPool::worker-pool") in advisories
     assert {name for name, _ in advisories} == {"images-pinned-by-digest"}, advisories
+
+    # The command a person (and the PR workflow) runs: the same estimate, per resource, and the table.
+    for key, value in {**s.stack.workspace.env_vars, "PULUMI_HOME": s.stack.workspace.pulumi_home}.items():
+        monkeypatch.setenv(key, value)
+    table = tmp_path / "table.md"
+    assert cost_main(["--stack", s.stack.name, "--work-dir", str(s.work_dir), "--policy-pack", pack[0],
+                      "--markdown", str(table)]) == 0
+    printed = capsys.readouterr().out
+    assert "volume nfsdata (" + s.stack.name + "-nfs): 10 GB" in printed and "+$1.50" in printed
+    assert "total a month" in printed and "at least $1.60 (9 unknown)" in printed
+    assert table.read_text() == comment
 
     # The stack's own config makes the advisory mandatory: the same preview now fails on it.
     s.stack.set_config("artifact-policy:images-pinned-by-digest", auto.ConfigValue("mandatory"))
