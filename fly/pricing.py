@@ -122,6 +122,16 @@ class Estimate:
         return not self.unknown
 
 
+def in_words(e: Estimate) -> str:
+    """The estimate as a plan page says it: "about $4.10 a month on your Fly bill", and what it leaves out."""
+    text = f"about ${e.total.quantize(Decimal('0.01'))} a month on your Fly bill"
+    if not e.complete:
+        n = len(e.unknown)
+        text += (f", plus {n} item{'s' if n != 1 else ''} whose price Fly doesn't publish as a figure "
+                 f"({', '.join(line.label for line in e.unknown[:3])}{', ...' if n > 3 else ''})")
+    return text
+
+
 def preset_name(guest: Mapping[str, Any]) -> str:
     kind = str(guest.get("cpu_kind") or "shared")
     return f"{'shared-cpu' if kind == 'shared' else kind}-{int(guest.get('cpus') or 1)}x"

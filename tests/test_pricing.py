@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from fly.pricing import PRICES_FILE, PriceTable, PriceTableError, billable_from_pulumi, compare, estimate
+from fly.pricing import PRICES_FILE, PriceTable, PriceTableError, billable_from_pulumi, compare, estimate, in_words
 from ops.cost import render_text
 
 FLY = "pulumi-python:dynamic/fly:"
@@ -73,6 +73,9 @@ def test_a_machine_size_missing_from_the_table_is_reported_not_zero() -> None:
     assert result.total == Decimal("1.50")  # the known part, and said to be a lower bound:
     text = render_text(compare(estimate([], table), result))
     assert "at least $1.50 (1 unknown)" in text and "no price for shared-cpu-1x" in text
+    assert in_words(result) == ("about $1.50 a month on your Fly bill, plus 1 item whose price Fly doesn't publish "
+                                "as a figure (machine org1-nfs-0 (org1-nfs))")
+    assert in_words(estimate([volume(10)], table)) == "about $1.50 a month on your Fly bill"
     # A region without a multiplier is unknown too, even when the size has a price.
     assert estimate([machine("m", region="fra")], with_machine_prices()).unknown[0].basis == \
         "unknown: fly/pricing.json has no price multiplier for region fra"
