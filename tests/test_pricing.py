@@ -74,7 +74,7 @@ def test_a_machine_size_missing_from_the_table_is_reported_not_zero() -> None:
     text = render_text(compare(estimate([], table), result))
     assert "at least $1.50 (1 unknown)" in text and "no price for shared-cpu-1x" in text
     assert in_words(result) == ("about $1.50 a month on your Fly bill, plus 1 item whose price Fly doesn't publish "
-                                "as a figure (machine org1-nfs-0 (org1-nfs))")
+                                "as a figure (machine org1-nfs-0 (org1-nfs): shared-cpu-1x, 512 MB, syd)")
     assert in_words(estimate([volume(10)], table)) == "about $1.50 a month on your Fly bill"
     # A region without a multiplier is unknown too, even when the size has a price.
     assert estimate([machine("m", region="fra")], with_machine_prices()).unknown[0].basis == \
