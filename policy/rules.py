@@ -12,6 +12,7 @@ Enforcement levels are set in one place, `DEFAULT_LEVELS`, and overridden per st
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ DEFAULT_LEVELS: dict[str, str] = {
     "images-pinned-by-digest": "advisory",
     "no-credentials-in-env": "mandatory",
 }
-LEVELS = ("advisory", "mandatory", "remediate", "disabled")
+LEVELS = ("advisory", "mandatory", "disabled")
 
 # Apps that must stay private (Flycast only): the NFS tier, fly-exec and the self-hosted agent VM.
 PRIVATE_APP_SUFFIXES = ("-nfs", "-fly-exec", "-vm")
@@ -66,8 +67,6 @@ class SettingsError(ValueError):
 
 
 def _as_list(key: str, raw: str) -> list[str]:
-    import json
-
     text = raw.strip()
     if text.startswith("["):
         try:
