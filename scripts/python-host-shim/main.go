@@ -83,6 +83,13 @@ func run() error {
 	if err := host.Start(); err != nil {
 		return fmt.Errorf("starting the language host: %w", err)
 	}
+	waited := false
+	defer func() {
+		if !waited { // a setup error: the host must not outlive the shim
+			_ = host.Process.Kill()
+			_ = host.Wait()
+		}
+	}()
 	out := bufio.NewReader(hostOut)
 	line, err := out.ReadString('\n')
 	if err != nil {
@@ -100,10 +107,8 @@ func run() error {
 	}
 	s := &shim{host: conn}
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
-		Init: func(*grpc.Server) error { return nil },
-		Options: append(rpcutil.OpenTracingServerInterceptorOptions(nil),
-			grpc.ForceServerCodec(rawCodec{}),
-			grpc.UnknownServiceHandler(s.handle)),
+		Init:    func(*grpc.Server) error { return nil },
+		Options: []grpc.ServerOption{grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(s.handle)},
 	})
 	if err != nil {
 		return err
@@ -113,6 +118,7 @@ func run() error {
 
 	// The host's end is ours: when it exits (the CLI interrupts the whole process group), so do we.
 	werr := host.Wait()
+	waited = true
 	var exitErr *exec.ExitError
 	if errors.As(werr, &exitErr) {
 		if status, ok := exitErr.Sys().(syscall.WaitStatus); ok && status.Exited() {
@@ -285,23 +291,22 @@ func runPolicyPack(req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRun
 	cmd.Env = append(cmd.Env, req.Env...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
-	if err := cmd.Start(); err == nil {
-		err = proxy.Attach(ctx, cmd)
-		if err == nil {
-			return closer.Close()
-		}
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			if status, ok := exitErr.Sys().(syscall.WaitStatus); ok {
-				return server.Send(&pulumirpc.RunPluginResponse{
-					Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(status.ExitStatus())}, //nolint:gosec
-				})
-			}
-		}
-		return fmt.Errorf("policy pack exited unexpectedly: %w", err)
-	} else {
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("problem executing policy pack (could not run python): %w", err)
 	}
+	err = proxy.Attach(ctx, cmd)
+	if err == nil {
+		return closer.Close()
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		if status, ok := exitErr.Sys().(syscall.WaitStatus); ok {
+			return server.Send(&pulumirpc.RunPluginResponse{
+				Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(status.ExitStatus())}, //nolint:gosec
+			})
+		}
+	}
+	return fmt.Errorf("policy pack exited unexpectedly: %w", err)
 }
 
 // packOptions reads the pack's runtime options (PulumiPolicy.yaml) as the v3.259 host's parseOptions does for a
