@@ -7,6 +7,7 @@ One flysim for the module; one deploy per test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -51,6 +52,37 @@ def where(tmp_path: Path, state_dir: Path, engine: Path, sim: FlysimServer, cred
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _phone() -> Iterator[tuple[Any, Any]]:
+    """Debian's Chromium at a phone's viewport (as the browser tests drive it), and a screenshot taker
+    (artifacts/screenshots/<test>/)."""
+    from playwright.sync_api import sync_playwright
+
+    test = os.environ.get("PYTEST_CURRENT_TEST", "test").split(" ")[0].rsplit("::", 1)[-1]
+    shots = REPO / "artifacts" / "screenshots" / re.sub(r"[^A-Za-z0-9_.-]+", "_", test)
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"):
+        old.unlink()
+    taken = [0]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                      has_touch=True)
+        page = context.new_page()
+        page.set_default_timeout(GONE_WITHIN * 1000)
+
+        def shot(name: str) -> None:
+            taken[0] += 1
+            page.screenshot(path=str(shots / f"{taken[0]:02d}-{name}.png"), full_page=True)
+
+        try:
+            yield page, shot
+        finally:
+            browser.close()
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -219,14 +251,23 @@ def test_the_wizard_stopped_mid_deploy(sig: signal.Signals, sim: FlysimServer, w
         page.wait_for("creating agent VM machine")
         groups = _job_leaders(where["state"])
         assert len(groups) == 1
-        wizard.send_signal(sig)
         if sig == signal.SIGTERM:
-            page.join(GONE_WITHIN)
-            assert page.end is not None, page.texts  # the page got the outcome, not a broken connection
-            assert page.end["state"] == "failed" and 'id="rolled-back"' in page.end["page"]
-            assert any("interrupted: stopping the deploy" in t for t in page.texts)
-            assert wizard.wait(timeout=30) == 0
+            with _phone() as (phone, shot):  # and the page as a phone shows it
+                phone.goto(f"{url}/jobs/{job}")
+                phone.locator("#steps").get_by_text("creating agent VM machine").wait_for()
+                shot("deploying")
+                wizard.send_signal(sig)
+                page.join(GONE_WITHIN)
+                assert page.end is not None, page.texts  # the page got the outcome, not a broken connection
+                assert page.end["state"] == "failed" and 'id="rolled-back"' in page.end["page"]
+                assert any("interrupted: stopping the deploy" in t for t in page.texts)
+                assert wizard.wait(timeout=30) == 0
+                # The wizard is gone; the phone shows the outcome it was sent, not "This site can't be reached".
+                phone.locator("#rolled-back").wait_for()
+                assert phone.url == f"{url}/jobs/{job}" and phone.locator("#result-failed").is_visible()
+                shot("stopped-outcome-after-the-wizard-exited")
         else:
+            wizard.send_signal(sig)
             assert wizard.wait(timeout=10) == -signal.SIGKILL
         _wait_all_gone(where["state"], groups)
     finally:
