@@ -1,9 +1,19 @@
 """``infra_provision_org``: the slice itself, through the Automation API, in two steps.
 
-``preview`` runs ``pulumi preview`` of the stack and returns a summary of the planned changes and a
-plan id: a digest of the stack name and every planned step (operation, resource, changed keys; never
-values). ``apply`` takes that id, previews again, refuses when the id no longer matches (the plan
-changed since: config, code or the world), and only then runs ``pulumi up``.
+``preview`` runs ``pulumi preview`` of the stack and returns the planned steps, each with the keys it
+changes, and a plan id. The id is bound to values, not to a shape: it is a digest of
+
+- every planned step: operation, resource, and its old and new inputs (as the engine reports them,
+  secrets masked);
+- the stack's config, every key and value (secret values included, as digests only);
+- the program's code: every source file of the project (``*.py``, ``*.toml``, ``*.yaml``...; tests, the
+  simulator, tools and docs aside).
+
+``apply`` takes that id and refuses, naming what changed, when the config or the code differs from the
+preview (checked first, without the engine), or when a new preview plans other steps or other values
+(the state changed: someone else applied, a refresh). Only then does it run ``pulumi up``, constrained
+by the plan the engine saved at preview (``preview --save-plan`` / ``up --plan``): were anything to
+change between that last check and the update, the engine refuses to go beyond the plan.
 
 Pulumi runs with the operator's own environment (``PULUMI_BACKEND_URL``, ``PULUMI_CONFIG_PASSPHRASE``,
 ``FLY_API_TOKEN`` for the deployer's token); the automation module is imported on first use only.
@@ -11,14 +21,141 @@ Pulumi runs with the operator's own environment (``PULUMI_BACKEND_URL``, ``PULUM
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import threading
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ControlPlaneError
 from .guard import scrub
+
+# What is not the program: never a reason to refuse a plan.
+NOT_PROGRAM = frozenset({".venv", "venv", "node_modules", "__pycache__", "tests", "bench", "flysim", "docs",
+                         "artifacts", "scripts", "ops"})
+PROGRAM_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json", ".txt", ".cfg", ".ini"})
+# Inputs the engine reports that are no value of the resource (the pickled provider: the code digest
+# covers what it runs).
+PLUMBING_INPUTS = frozenset({"__provider"})
+PLAN_IDS_KEPT = 16
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def program_digests(work_dir: Path) -> dict[str, str]:
+    """Each source file of the project (links followed, as the project dirs of the tests and the cycle are
+    made of links), by path relative to ``work_dir``: its content's digest. Stack config files aside (the
+    config is compared by value)."""
+    digests: dict[str, str] = {}
+    for root, dirs, files in os.walk(work_dir, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in NOT_PROGRAM)
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix not in PROGRAM_SUFFIXES or name.startswith(".") or \
+                    (name.startswith("Pulumi.") and name != "Pulumi.yaml"):
+                continue
+            try:
+                digests[str(path.relative_to(work_dir))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue  # a dangling link is no code
+    return digests
+
+
+@dataclass
+class PlannedStep:
+    op: str
+    urn: str
+    type: str
+    changed: list[str]
+    old: dict[str, str]  # input key -> digest of its value
+    new: dict[str, str]
+
+    @property
+    def resource(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+    def key(self) -> tuple[str, str]:
+        return self.urn, self.op
+
+
+@dataclass
+class Plan:
+    stack: str
+    steps: list[PlannedStep]
+    config: dict[str, str]  # key -> digest of its value
+    config_shown: dict[str, str]  # key -> value, for keys that are not secret
+    code: dict[str, str]
+    saved_plan: Path | None = None
+    summary: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return _digest({"stack": self.stack, "config": self.config, "code": self.code,
+                        "steps": [[s.op, s.urn, s.type, s.old, s.new] for s in self.steps]})[:16]
+
+
+def _inputs(state: Any) -> dict[str, Any]:
+    inputs = getattr(state, "inputs", None) or {}
+    return {k: v for k, v in inputs.items() if k not in PLUMBING_INPUTS}
+
+
+def _changed_keys(meta: Any, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys the step changes: the engine's (from the provider's diff), else those whose inputs differ."""
+    keys = list(meta.diffs or []) or sorted({str(k).split(".")[0].split("[")[0] for k in (meta.detailed_diff or {})})
+    if not keys and old and new:
+        keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return sorted(k for k in keys if k not in PLUMBING_INPUTS)
+
+
+def _config_changes(before: Plan, now: Plan) -> list[str]:
+    changes = []
+    for key in sorted(set(before.config) | set(now.config)):
+        if key not in now.config:
+            changes.append(f"config {key} was removed")
+        elif key not in before.config:
+            changes.append(f"config {key} was set" + (f" to {now.config_shown[key]!r}" if key in now.config_shown
+                                                      else " (secret)"))
+        elif before.config[key] != now.config[key]:
+            if key in before.config_shown and key in now.config_shown:
+                changes.append(f"config {key} changed from {before.config_shown[key]!r} to {now.config_shown[key]!r}")
+            else:
+                changes.append(f"config {key} changed (secret)")
+    return changes
+
+
+def _code_changes(before: Plan, now: Plan) -> list[str]:
+    paths = sorted(p for p in set(before.code) | set(now.code) if before.code.get(p) != now.code.get(p))
+    if not paths:
+        return []
+    shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+    return [f"code changed: {shown}"]
+
+
+def _step_changes(before: Plan, now: Plan) -> list[str]:
+    old = {s.key(): s for s in before.steps}
+    new = {s.key(): s for s in now.steps}
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a is None:
+            changes.append(f"{b.resource}: {b.op} was not in the preview" + (f" ({', '.join(b.changed)})" if b.changed
+                                                                              else ""))
+        elif b is None:
+            changes.append(f"{a.resource}: the previewed {a.op} is no longer planned")
+        else:
+            differ = sorted(k for k in set(a.old) | set(a.new) | set(b.old) | set(b.new)
+                            if a.old.get(k) != b.old.get(k) or a.new.get(k) != b.new.get(k))
+            if differ:
+                changes.append(f"{a.resource}: {a.op} with other values of {', '.join(differ)}")
+    return changes
 
 
 class Provisioner:
@@ -26,8 +163,9 @@ class Provisioner:
         self.allowed_stacks = allowed_stacks
         self.work_dir = work_dir
         self._secrets = secrets
-        self._plans: dict[str, str] = {}
+        self._plans: dict[str, Plan] = {}
         self._lock = threading.Lock()  # one engine run at a time from this server
+        self._plan_dir: Path | None = None
 
     def _stack(self, stack: str) -> Any:
         if stack not in self.allowed_stacks:
@@ -49,10 +187,23 @@ class Provisioner:
                                  "fix what the engine names (stack config, backend login, Fly token), then preview "
                                  "again")
 
-    def _plan(self, selected: Any) -> tuple[str, dict[str, Any]]:
+    def _inputs_of_now(self, selected: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """The config (digests, and the values of keys that are not secret) and the code, as they are now."""
         from pulumi import automation as auto
 
-        steps: list[dict[str, Any]] = []
+        try:
+            config = selected.get_all_config()
+        except auto.errors.CommandError as exc:
+            raise self._engine_error(f"read the config of stack {selected.name}", exc) from None
+        digests = {k: _digest([v.value, v.secret]) for k, v in config.items()}
+        shown = {k: v.value for k, v in config.items() if not v.secret}
+        return digests, shown, program_digests(self.work_dir)
+
+    def _plan(self, selected: Any, *, save: bool) -> Plan:
+        from pulumi import automation as auto
+
+        config, shown, code = self._inputs_of_now(selected)
+        steps: list[PlannedStep] = []
 
         def on_event(event: Any) -> None:
             pre = getattr(event, "resource_pre_event", None)
@@ -62,47 +213,76 @@ class Provisioner:
             op = getattr(meta.op, "value", str(meta.op))
             if op in ("same", "read"):
                 return
-            steps.append({"op": op, "urn": meta.urn, "type": meta.type, "diffs": sorted(meta.diffs or [])})
+            old, new = _inputs(meta.old), _inputs(meta.new)
+            steps.append(PlannedStep(op=op, urn=meta.urn, type=meta.type, changed=_changed_keys(meta, old, new),
+                                     old={k: _digest(v) for k, v in old.items()},
+                                     new={k: _digest(v) for k, v in new.items()}))
 
+        saved = None
+        if save:
+            if self._plan_dir is None:  # private to this process (0700), gone when it exits
+                self._plan_dir = Path(tempfile.mkdtemp(prefix="controlplane-plans-"))
+                atexit.register(shutil.rmtree, self._plan_dir, ignore_errors=True)
+            saved = self._plan_dir / f"{selected.name}-{uuid.uuid4().hex}.json"
         try:
-            result = selected.preview(on_event=on_event, color="never")
+            result = selected.preview(on_event=on_event, color="never", **({"plan": str(saved)} if saved else {}))
         except auto.errors.CommandError as exc:
             raise self._engine_error(f"preview stack {selected.name}", exc) from None
-        steps.sort(key=lambda s: (s["urn"], s["op"]))
-        plan_id = hashlib.sha256(json.dumps({"stack": selected.name, "steps": steps}, sort_keys=True)
-                                 .encode()).hexdigest()[:16]
+        steps.sort(key=lambda s: (s.urn, s.op))
         summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
-        changes = [{"op": s["op"], "resource": s["urn"].rsplit("::", 1)[-1], "type": s["type"],
-                    "changed": s["diffs"]} for s in steps]
-        return plan_id, {"stack": selected.name, "plan_id": plan_id, "summary": summary, "changes": changes}
+        return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
+                    saved_plan=saved, summary=summary)
 
     def preview(self, stack: str) -> dict[str, Any]:
         with self._lock:
-            plan_id, plan = self._plan(self._stack(stack))
-            self._plans[plan_id] = stack
-        return plan
+            plan = self._plan(self._stack(stack), save=True)
+            self._keep(plan)
+        return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
+                "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
+                            for s in plan.steps]}
+
+    def _keep(self, plan: Plan) -> None:
+        previous = self._plans.pop(plan.id, None)
+        if previous is not None and previous.saved_plan and previous.saved_plan != plan.saved_plan:
+            previous.saved_plan.unlink(missing_ok=True)
+        self._plans[plan.id] = plan
+        while len(self._plans) > PLAN_IDS_KEPT:
+            self._forget(next(iter(self._plans)))
+
+    def _forget(self, plan_id: str) -> None:
+        plan = self._plans.pop(plan_id, None)
+        if plan is not None and plan.saved_plan is not None:
+            plan.saved_plan.unlink(missing_ok=True)
 
     def apply(self, stack: str, plan_id: str) -> dict[str, Any]:
         from pulumi import automation as auto
 
         with self._lock:
-            if self._plans.get(plan_id) != stack:
+            planned = self._plans.get(plan_id)
+            if planned is None or planned.stack != stack:
                 raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
                                         "call infra_provision_org with apply=false first and pass its plan_id")
             selected = self._stack(stack)
-            current_id, current = self._plan(selected)
-            if current_id != plan_id:
-                self._plans.pop(plan_id, None)
-                self._plans[current_id] = stack
+            # Config and code first: they need no engine run, and a change there is a change of the plan.
+            config, shown, code = self._inputs_of_now(selected)
+            now = Plan(stack=stack, steps=planned.steps, config=config, config_shown=shown, code=code)
+            changes = _config_changes(planned, now) + _code_changes(planned, now)
+            if not changes:
+                now = self._plan(selected, save=False)
+                changes = _config_changes(planned, now) + _code_changes(planned, now) + _step_changes(planned, now)
+            if not changes and now.id != plan_id:
+                changes = ["the planned steps differ"]  # not expected: every part of the id is compared above
+            if changes:
+                self._forget(plan_id)
                 raise ControlPlaneError(
-                    f"the plan of stack {stack} changed since preview {plan_id} (now {current_id}: "
-                    f"{len(current['changes'])} change(s)); nothing was applied",
-                    "review the new preview and apply its plan_id")
+                    f"the plan of stack {stack} changed since preview {plan_id}: {'; '.join(changes)}; nothing was "
+                    "applied", "review a new preview (apply=false) and apply its plan_id")
             try:
-                result = selected.up(color="never")
+                result = selected.up(color="never", plan=str(planned.saved_plan)) if planned.saved_plan \
+                    else selected.up(color="never")
             except auto.errors.CommandError as exc:
                 raise self._engine_error(f"update stack {stack}", exc) from None
             finally:
-                self._plans.pop(plan_id, None)
+                self._forget(plan_id)
         return {"stack": stack, "plan_id": plan_id, "result": result.summary.result,
                 "changes": {str(k): v for k, v in (result.summary.resource_changes or {}).items()}}

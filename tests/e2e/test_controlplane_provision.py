@@ -50,19 +50,33 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 assert same["changes"] == [] and set(same["summary"]) == {"same"} and same["plan_id"]
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # A change of config: its preview names the update and gives a plan id.
+                # A change of config: its preview names the update, and the keys it changes, and gives a plan id.
                 s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE))
                 plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
                 assert plan["plan_id"] != same["plan_id"] and plan["summary"].get("update")
-                assert any(c["op"] == "update" and c["resource"] == "router-machine" for c in plan["changes"]), plan
+                assert {"op": "update", "resource": "router-machine", "type": "pulumi-python:dynamic/fly:Machine",
+                        "changed": ["config"]} in plan["changes"], plan
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # The plan changed since the preview: refused, nothing applied.
-                s.stack.set_config("artifact-slice:execImage",
-                                   auto.ConfigValue("registry.fly.io/artifact-fly-exec:2026.11.2"))
+                # The config changed since the preview: refused, naming the change; nothing applied.
+                s.stack.set_config("artifact-slice:nfsVolumeSizeGb", auto.ConfigValue("7"))
                 refused = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
                                                                          "plan_id": plan["plan_id"]})
                 assert refused.is_error and "changed since preview" in refused.content[0].text
+                assert "config artifact-slice:nfsVolumeSizeGb changed from '1' to '7'" in refused.content[0].text
+                assert not any(c["mutating"] for c in flysim.calls())
+
+                # The code changed since the preview: refused, naming the file.
+                plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                changed = {c["resource"]: c["changed"] for c in plan["changes"] if c["op"] == "update"}
+                assert changed["nfs-volume"] == ["size_gb"] and changed["router-machine"] == ["config"], plan
+                (s.work_dir / "local_patch.py").write_text("PATCHED = True\n")
+                try:
+                    refused = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                             "plan_id": plan["plan_id"]})
+                finally:
+                    (s.work_dir / "local_patch.py").unlink()
+                assert refused.is_error and "code changed: local_patch.py" in refused.content[0].text
                 assert not any(c["mutating"] for c in flysim.calls())
 
                 # Preview again and apply that plan.
@@ -73,6 +87,7 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 # The server reads the manifest again after an applied plan.
                 manifest = _ok(await client.call_tool("infra_manifest", {}))
                 assert manifest["apps"]["router"]["image"] == ROUTER_IMAGE
+                assert manifest["apps"]["nfs"]["volumes"][0]["size_gb"] == 7
 
                 # A plan id is used once.
                 again = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
