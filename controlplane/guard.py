@@ -94,16 +94,19 @@ class Guard:
 
     def customer_marker(self, name: str, customer: str, machines: Iterable[Any]) -> None:
         """Refuse to act on an app as customer ``customer``'s when one of its machines does not carry that
-        customer's marker: it was not made by this control plane for that customer."""
+        customer's marker: it was not made by this control plane for that customer. ``machines``: Fly's
+        machines, or the listing ``Infra.list_machines`` returns."""
         for machine in machines:
-            config = getattr(machine, "config", None) or (machine.get("config") if isinstance(machine, dict) else {})
-            marker = (config or {}).get("metadata", {}) or {}
-            if marker.get(CUSTOMER_MARKER) != customer:
-                machine_id = getattr(machine, "id", None) or (machine.get("id") if isinstance(machine, dict) else "?")
+            if isinstance(machine, dict):
+                machine_id, marker = machine.get("id"), machine.get("customer")
+            else:
+                machine_id = machine.id
+                marker = ((getattr(machine, "config", None) or {}).get("metadata") or {}).get(CUSTOMER_MARKER)
+            if marker != customer:
                 raise ControlPlaneError(
                     f"app {name} is not customer {customer}'s app of slice {self.prefix}: its machine {machine_id} "
                     f"does not carry the customer marker ({CUSTOMER_MARKER}={customer}); nothing was changed",
-                    "check the name; an app this control plane did not make for the customer is not its to change")
+                    "check the name; an app this control plane did not make for the customer is not its to use")
 
     def org_of(self, name: str, org: str | None) -> None:
         if org is not None and org != self.org:

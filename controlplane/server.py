@@ -150,7 +150,12 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
     ) -> dict[str, Any]:
         """The machines of one app of the slice: ``{"app": name, "machines": [...]}``, each machine with its
         id, name, state, region, image and updated time (an empty pool is an empty list)."""
-        return run("infra_list_machines", {"app": app}, lambda: {"app": app, "machines": infra.list_machines(app)})
+        def op() -> dict[str, Any]:
+            machines = infra.list_machines(app)
+            if app.startswith(infra.guard.customer_prefix):  # a customer's app is one its machines say so
+                infra.guard.customer_marker(app, app.removeprefix(infra.guard.customer_prefix), machines)
+            return {"app": app, "machines": machines}
+        return run("infra_list_machines", {"app": app}, op)
 
     @server.tool(name="infra_ensure_app", title="Ensure a customer app",
                  annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,

@@ -133,12 +133,13 @@ def test_sibling_slices_and_look_alikes_are_refused(world: SliceWorld, tmp_path:
         impostor = fly.create_machine("s1-cust-impostor", {"image": "registry.fly.io/someone-else:1"}, region="syd")
     world.flysim.clear_calls()
     try:
-        sibling, look_alike, look_alike_list, unmarked, too_long = _calls(
+        sibling, look_alike, look_alike_list, unmarked, unmarked_list, too_long = _calls(
             world, AuditLog(None),
             ("infra_list_machines", {"app": "s1-2-nfs"}),
             ("infra_destroy_app", {"customer": "nfs"}),
             ("infra_list_machines", {"app": "s1-cust-nfs"}),
             ("infra_destroy_app", {"customer": "impostor"}),
+            ("infra_list_machines", {"app": "s1-cust-impostor"}),
             ("infra_destroy_app", {"customer": "c" * 56}))  # s1-cust-ccc...: 64 characters
         assert world.mutations() == []
     finally:
@@ -146,12 +147,14 @@ def test_sibling_slices_and_look_alikes_are_refused(world: SliceWorld, tmp_path:
             fly.delete_machine("s1-cust-impostor", impostor.id, force=True)
             for name in ("s1-2-nfs", "s1-cust-nfs", "s1-cust-impostor"):
                 fly.delete_app(name)
-    texts = [r.content[0].text for r in (sibling, look_alike, look_alike_list, unmarked, too_long)]
-    assert all(r.is_error for r in (sibling, look_alike, look_alike_list, unmarked, too_long))
+    results = (sibling, look_alike, look_alike_list, unmarked, too_long, unmarked_list)
+    texts = [r.content[0].text for r in results]
+    assert all(r.is_error for r in results)
     assert "app s1-2-nfs is outside this control plane's allowlist" in texts[0]
     for text in texts[1:3]:
         assert "s1-cust-nfs is the name of app 'nfs' of a slice named s1-cust" in text
-    assert f"its machine {impostor.id} does not carry the customer marker (artifact_customer=impostor)" in texts[3]
+    for text in (texts[3], texts[5]):
+        assert f"its machine {impostor.id} does not carry the customer marker (artifact_customer=impostor)" in text
     assert "too long" in texts[4] and "outside" not in texts[4]
     assert all("Traceback" not in t and "Fix:" in t for t in texts)
 
