@@ -76,7 +76,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from .guard import AuditLog
-    from .httpauth import LOOPBACK, auth_settings, load_tokens, transport_security
+    from .httpauth import LOOPBACK, AuditRefusals, auth_settings, load_tokens, transport_security
     from .infra import Infra, connection_for
     from .provision import Provisioner
     from .server import build_server
@@ -114,7 +114,10 @@ def serve(args: argparse.Namespace) -> int:
                   f"{'ALLOWED' if args.allow_writes else 'off'}, authentication "
                   f"{f'bearer token ({len(tokens.tokens)})' if tokens else 'off'}, "
                   f"http://{args.host}:{args.port}/mcp", file=sys.stderr)
-            server.run("streamable-http", host=args.host, port=args.port, transport_security=security)
+            import uvicorn
+
+            app = AuditRefusals(server.streamable_http_app(transport_security=security, host=args.host), audit)
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         else:
             server.run("stdio")
     return 0

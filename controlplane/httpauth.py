@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
 from .errors import ControlPlaneError
+from .guard import AuditLog, AuditLogUnwritable
+
+log = logging.getLogger("controlplane")
 
 TOKEN_ENV = "CONTROLPLANE_HTTP_TOKEN"
+# Answers that refuse a request before it reaches an MCP session: recorded in the audit log.
+REFUSALS = {401: "no valid bearer token", 403: "forbidden (Origin, or a session of another token)",
+            421: "Host not allowed"}
 MIN_TOKEN_LENGTH = 32
 TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]+")  # RFC 6750 b64token
 TOKEN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -149,3 +157,38 @@ def transport_security(host: str, allowed_hosts: list[str]) -> TransportSecurity
             "protection answers only requests addressed to them)",
             "pass --allowed-host NAME[:PORT] for each name clients use, e.g. --allowed-host mcp.example.com:8765")
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+class AuditRefusals:
+    """ASGI middleware around the HTTP app: a request refused before it reaches an MCP session (no or a
+    wrong token, a foreign Host or Origin) is an audit line too (``tool`` ``http``, ``outcome``
+    ``refused``), naming the peer; what the request carried is not recorded."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], audit: AuditLog) -> None:
+        self.app, self.audit = app, audit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                status.append(int(message.get("status", 0)))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if status and status[0] in REFUSALS:
+                peer = scope.get("client")
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+                try:
+                    self.audit.record("http", {"method": scope.get("method"), "path": scope.get("path")}, "refused",
+                                      f"{status[0]}: {REFUSALS[status[0]]}",
+                                      caller={"transport": "http", "token_id": None,
+                                              "peer": f"{peer[0]}:{peer[1]}" if peer else None,
+                                              "session": headers.get("mcp-session-id")})
+                except AuditLogUnwritable as exc:
+                    log.error("a refused HTTP request could not be recorded: %s", exc)

@@ -64,6 +64,11 @@ def test_http_with_writes_needs_the_bearer_token(world: SliceWorld, manifest_fil
     # An empty pool is an object whose list is empty, not nothing.
     assert listed == {"app": "s1-worker-pool", "machines": []}
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    # The refused requests are recorded, with what refused them and who sent them.
+    assert [(e["tool"], e["outcome"], e["detail"][:3]) for e in lines[:3]] == [
+        ("http", "refused", "401"), ("http", "refused", "401"), ("http", "refused", "421")]
+    assert all(e["caller"]["peer"].startswith("127.0.0.1:") for e in lines[:3])
+    lines = lines[3:]
     assert [(e["tool"], e["outcome"]) for e in lines] == [("infra_list_machines", "started"),
                                                          ("infra_list_machines", "ok")]
     caller = lines[0]["caller"]
