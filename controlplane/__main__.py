@@ -101,7 +101,13 @@ def serve(args: argparse.Namespace) -> int:
     secrets = (connection.token.get_secret_value(), *(tokens.values if tokens else ()))
     audit = AuditLog(audit_path, secrets)
     stacks = {s for s in (args.stack, slice_.prefix) if s}
-    provisioner = Provisioner(allowed_stacks=stacks, work_dir=args.work_dir or REPO, secrets=secrets)
+    import enginejob
+
+    runner = enginejob.Runner()
+    for swept in runner.sweep():  # engine jobs whose process died (a server killed outright, say)
+        print(f"controlplane: cleaned up after {swept.title or swept.kind} (started {swept.started}), whose "
+              "process had died", file=sys.stderr)
+    provisioner = Provisioner(allowed_stacks=stacks, work_dir=args.work_dir or REPO, secrets=secrets, runner=runner)
     with Infra(slice_, connection, allow_writes=args.allow_writes) as infra:
         server = build_server(infra, audit=audit, provisioner=provisioner, secrets=secrets,
                               reload_manifest=(lambda: _load(args)) if args.stack else None,

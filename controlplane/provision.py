@@ -15,8 +15,15 @@ preview (checked first, without the engine), or when a new preview plans other s
 by the plan the engine saved at preview (``preview --save-plan`` / ``up --plan``): were anything to
 change between that last check and the update, the engine refuses to go beyond the plan.
 
+The engine runs in job processes (``enginejob``): a preview, and an apply's last check and its ``up``,
+each under the stack's key lock, which excludes a second server on the same backend as it excludes a
+second call to this one (the second caller hears who holds it). When the server dies, whatever the signal,
+the job interrupts the engine once (Pulumi records what is in flight and releases its lock) and removes
+every process it started.
+
 Pulumi runs with the operator's own environment (``PULUMI_BACKEND_URL``, ``PULUMI_CONFIG_PASSPHRASE``,
-``FLY_API_TOKEN`` for the deployer's token); the automation module is imported on first use only.
+``FLY_API_TOKEN`` for the deployer's token), which the job processes inherit; the automation module is
+imported in them only.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ PROGRAM_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json", ".txt", 
 # covers what it runs).
 PLUMBING_INPUTS = frozenset({"__provider"})
 PLAN_IDS_KEPT = 16
+# How long a preview or apply waits for another one of the same stack (this server's or another's) to end:
+# not at all, the caller hears at once who holds it (an engine run takes longer than a caller should wait).
+LOCK_WAIT_SECONDS = 0.0
 
 
 def _digest(value: Any) -> str:
@@ -100,6 +110,18 @@ class Plan:
     def id(self) -> str:
         return _digest({"stack": self.stack, "config": self.config, "code": self.code,
                         "steps": [[s.op, s.urn, s.type, s.old, s.new] for s in self.steps]})[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "steps": [vars(s) for s in self.steps], "config": self.config,
+                "config_shown": self.config_shown, "code": self.code,
+                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(stack=data["stack"], steps=[PlannedStep(**s) for s in data["steps"]], config=data["config"],
+                   config_shown=data["config_shown"], code=data["code"],
+                   saved_plan=Path(data["saved_plan"]) if data.get("saved_plan") else None,
+                   summary=data.get("summary") or {})
 
 
 def _inputs(state: Any) -> dict[str, Any]:
@@ -158,84 +180,177 @@ def _step_changes(before: Plan, now: Plan) -> list[str]:
     return changes
 
 
+def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...]) -> ControlPlaneError:
+    lines = [line for line in str(exc).splitlines() if line.strip() and "stack trace" not in line.lower()]
+    errors = [line.strip() for line in lines if "error" in line.lower()] or lines[-3:]
+    text = scrub(" | ".join(errors[-4:])[-1200:], secrets)
+    return ControlPlaneError(f"pulumi could not {doing}: {text}",
+                             "fix what the engine names (stack config, backend login, Fly token), then preview "
+                             "again")
+
+
+# -- in the job process --------------------------------------------------------------------------------------
+
+def _select(ctx: Any, payload: dict[str, Any]) -> Any:
+    from pulumi import automation as auto
+
+    work_dir = payload["work_dir"]
+    try:
+        return auto.select_stack(stack_name=payload["stack"], work_dir=work_dir,
+                                 opts=auto.LocalWorkspaceOptions(work_dir=work_dir, env_vars=dict(ctx.env)))
+    except auto.errors.CommandError as exc:
+        raise _engine_error(f"select stack {payload['stack']}", exc, ()) from None
+
+
+def _now(selected: Any, work_dir: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The config (digests, and the values of keys that are not secret) and the code, as they are now."""
+    from pulumi import automation as auto
+
+    try:
+        config = selected.get_all_config()
+    except auto.errors.CommandError as exc:
+        raise _engine_error(f"read the config of stack {selected.name}", exc, ()) from None
+    digests = {k: _digest([v.value, v.secret]) for k, v in config.items()}
+    shown = {k: v.value for k, v in config.items() if not v.secret}
+    return digests, shown, program_digests(work_dir)
+
+
+def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Plan:
+    from pulumi import automation as auto
+
+    config, shown, code = _now(selected, work_dir)
+    steps: list[PlannedStep] = []
+
+    def on_event(event: Any) -> None:
+        pre = getattr(event, "resource_pre_event", None)
+        if pre is None:
+            return
+        meta = pre.metadata
+        op = getattr(meta.op, "value", str(meta.op))
+        if op in ("same", "read"):
+            return
+        old, new = _inputs(meta.old), _inputs(meta.new)
+        steps.append(PlannedStep(op=op, urn=meta.urn, type=meta.type, changed=_changed_keys(meta, old, new),
+                                 old={k: _digest(v) for k, v in old.items()},
+                                 new={k: _digest(v) for k, v in new.items()}))
+
+    result, error, cancelled = ctx.engine(lambda: selected.preview(
+        on_event=on_event, color="never", **({"plan": str(saved)} if saved else {})))
+    if cancelled:
+        raise ControlPlaneError("the preview was interrupted (the server is stopping)", "call again")
+    if isinstance(error, auto.errors.CommandError):
+        raise _engine_error(f"preview stack {selected.name}", error, ())
+    if error is not None:
+        raise error
+    steps.sort(key=lambda s: (s.urn, s.op))
+    summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
+    return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
+                saved_plan=saved, summary=summary)
+
+
+def _answer(run: Any) -> dict[str, Any]:
+    """A job's outcome as data: a ControlPlaneError keeps its what and fix across the process boundary."""
+    try:
+        return {"ok": run()}
+    except ControlPlaneError as exc:
+        return {"error": {"what": exc.what, "fix": exc.fix}}
+
+
+def preview_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Job entry: a preview of the stack, saving the engine's plan to ``payload["plan_file"]``."""
+    def run() -> dict[str, Any]:
+        selected = _select(ctx, payload)
+        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"])).to_json()
+    return _answer(run)
+
+
+def apply_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Job entry: the last check of a previewed plan against config, code and a new preview, then ``up``
+    within the engine's saved plan, all under the stack's lock."""
+    from pulumi import automation as auto
+
+    def run() -> dict[str, Any]:
+        planned = Plan.from_json(payload["plan"])
+        work_dir = Path(payload["work_dir"])
+        selected = _select(ctx, payload)
+        # Config and code first: they need no engine run, and a change there is a change of the plan.
+        config, shown, code = _now(selected, work_dir)
+        now = Plan(stack=planned.stack, steps=planned.steps, config=config, config_shown=shown, code=code)
+        changes = _config_changes(planned, now) + _code_changes(planned, now)
+        if not changes:
+            now = _preview(ctx, selected, work_dir, None)
+            changes = _config_changes(planned, now) + _code_changes(planned, now) + _step_changes(planned, now)
+            if not changes and now.id != planned.id:
+                changes = ["the planned steps differ"]  # not expected: every part of the id is compared above
+        if changes:
+            return {"refused": changes}
+        kwargs = {"plan": str(planned.saved_plan)} if planned.saved_plan else {}
+        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs))
+        if isinstance(error, auto.errors.CommandError):
+            raise _engine_error(f"update stack {planned.stack}" + (" (interrupted: the server is stopping)"
+                                                                   if cancelled else ""), error, ())
+        if error is not None:
+            raise error
+        return {"result": result.summary.result,
+                "changes": {str(k): v for k, v in (result.summary.resource_changes or {}).items()}}
+    return _answer(run)
+
+
+# -- in the server ---------------------------------------------------------------------------------------------
+
 class Provisioner:
-    def __init__(self, *, allowed_stacks: set[str], work_dir: Path, secrets: tuple[str, ...] = ()) -> None:
+    """Previews and applies of the allowed stacks, each in a job process under the stack's lock.
+    ``runner``: the server's ``enginejob.Runner`` (one made on first use when not given)."""
+
+    def __init__(self, *, allowed_stacks: set[str], work_dir: Path, secrets: tuple[str, ...] = (),
+                 runner: Any = None) -> None:
         self.allowed_stacks = allowed_stacks
         self.work_dir = work_dir
         self._secrets = secrets
+        self._runner = runner
         self._plans: dict[str, Plan] = {}
-        self._lock = threading.Lock()  # one engine run at a time from this server
+        self._lock = threading.Lock()
         self._plan_dir: Path | None = None
 
-    def _stack(self, stack: str) -> Any:
+    def _check_stack(self, stack: str) -> None:
         if stack not in self.allowed_stacks:
             raise ControlPlaneError(f"stack {stack!r} is outside this control plane's allowlist "
                                     f"({', '.join(sorted(self.allowed_stacks))})",
                                     "name the stack this control plane was started for")
-        from pulumi import automation as auto
 
+    def _run(self, entry: str, stack: str, doing: str, payload: dict[str, Any]) -> Any:
+        """One job under the stack's lock; its answer, or the ControlPlaneError it raised."""
+        import enginejob
+
+        if self._runner is None:
+            self._runner = enginejob.Runner()
+        key = f"controlplane/provision/{os.environ.get('PULUMI_BACKEND_URL', 'default')}/{stack}"
         try:
-            return auto.select_stack(stack_name=stack, work_dir=str(self.work_dir))
-        except auto.errors.CommandError as exc:
-            raise self._engine_error(f"select stack {stack}", exc) from None
+            job = self._runner.start(f"controlplane.provision:{entry}", {**payload, "stack": stack,
+                                                                          "work_dir": str(self.work_dir)},
+                                     kind=f"controlplane-{entry}", title=f"a {doing} of stack {stack} by the control "
+                                     "plane", key=key, wait=LOCK_WAIT_SECONDS)
+            answer = job.wait()
+        except enginejob.Busy as exc:
+            raise ControlPlaneError(f"cannot {doing} stack {stack} now: {exc}",
+                                    "call again once it has finished") from None
+        except (enginejob.JobFailed, enginejob.JobDied) as exc:
+            raise ControlPlaneError(f"the {doing} of stack {stack} failed: {scrub(str(exc), self._secrets)}",
+                                    "read the message, fix what it names and preview again") from None
+        if "error" in answer:
+            raise ControlPlaneError(scrub(answer["error"]["what"], self._secrets),
+                                    scrub(answer["error"]["fix"], self._secrets))
+        return answer["ok"]
 
-    def _engine_error(self, doing: str, exc: Exception) -> ControlPlaneError:
-        lines = [line for line in str(exc).splitlines() if line.strip() and "stack trace" not in line.lower()]
-        errors = [line.strip() for line in lines if "error" in line.lower()] or lines[-3:]
-        text = scrub(" | ".join(errors[-4:])[-1200:], self._secrets)
-        return ControlPlaneError(f"pulumi could not {doing}: {text}",
-                                 "fix what the engine names (stack config, backend login, Fly token), then preview "
-                                 "again")
-
-    def _inputs_of_now(self, selected: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-        """The config (digests, and the values of keys that are not secret) and the code, as they are now."""
-        from pulumi import automation as auto
-
-        try:
-            config = selected.get_all_config()
-        except auto.errors.CommandError as exc:
-            raise self._engine_error(f"read the config of stack {selected.name}", exc) from None
-        digests = {k: _digest([v.value, v.secret]) for k, v in config.items()}
-        shown = {k: v.value for k, v in config.items() if not v.secret}
-        return digests, shown, program_digests(self.work_dir)
-
-    def _plan(self, selected: Any, *, save: bool) -> Plan:
-        from pulumi import automation as auto
-
-        config, shown, code = self._inputs_of_now(selected)
-        steps: list[PlannedStep] = []
-
-        def on_event(event: Any) -> None:
-            pre = getattr(event, "resource_pre_event", None)
-            if pre is None:
-                return
-            meta = pre.metadata
-            op = getattr(meta.op, "value", str(meta.op))
-            if op in ("same", "read"):
-                return
-            old, new = _inputs(meta.old), _inputs(meta.new)
-            steps.append(PlannedStep(op=op, urn=meta.urn, type=meta.type, changed=_changed_keys(meta, old, new),
-                                     old={k: _digest(v) for k, v in old.items()},
-                                     new={k: _digest(v) for k, v in new.items()}))
-
-        saved = None
-        if save:
+    def preview(self, stack: str) -> dict[str, Any]:
+        self._check_stack(stack)
+        with self._lock:
             if self._plan_dir is None:  # private to this process (0700), gone when it exits
                 self._plan_dir = Path(tempfile.mkdtemp(prefix="controlplane-plans-"))
                 atexit.register(shutil.rmtree, self._plan_dir, ignore_errors=True)
-            saved = self._plan_dir / f"{selected.name}-{uuid.uuid4().hex}.json"
-        try:
-            result = selected.preview(on_event=on_event, color="never", **({"plan": str(saved)} if saved else {}))
-        except auto.errors.CommandError as exc:
-            raise self._engine_error(f"preview stack {selected.name}", exc) from None
-        steps.sort(key=lambda s: (s.urn, s.op))
-        summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
-        return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
-                    saved_plan=saved, summary=summary)
-
-    def preview(self, stack: str) -> dict[str, Any]:
+            plan_file = self._plan_dir / f"{stack}-{uuid.uuid4().hex}.json"
+        plan = Plan.from_json(self._run("preview_job", stack, "preview", {"plan_file": str(plan_file)}))
         with self._lock:
-            plan = self._plan(self._stack(stack), save=True)
             self._keep(plan)
         return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
                 "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
@@ -255,34 +370,19 @@ class Provisioner:
             plan.saved_plan.unlink(missing_ok=True)
 
     def apply(self, stack: str, plan_id: str) -> dict[str, Any]:
-        from pulumi import automation as auto
-
-        with self._lock:
-            planned = self._plans.get(plan_id)
-            if planned is None or planned.stack != stack:
-                raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
-                                        "call infra_provision_org with apply=false first and pass its plan_id")
-            selected = self._stack(stack)
-            # Config and code first: they need no engine run, and a change there is a change of the plan.
-            config, shown, code = self._inputs_of_now(selected)
-            now = Plan(stack=stack, steps=planned.steps, config=config, config_shown=shown, code=code)
-            changes = _config_changes(planned, now) + _code_changes(planned, now)
-            if not changes:
-                now = self._plan(selected, save=False)
-                changes = _config_changes(planned, now) + _code_changes(planned, now) + _step_changes(planned, now)
-            if not changes and now.id != plan_id:
-                changes = ["the planned steps differ"]  # not expected: every part of the id is compared above
-            if changes:
-                self._forget(plan_id)
-                raise ControlPlaneError(
-                    f"the plan of stack {stack} changed since preview {plan_id}: {'; '.join(changes)}; nothing was "
-                    "applied", "review a new preview (apply=false) and apply its plan_id")
-            try:
-                result = selected.up(color="never", plan=str(planned.saved_plan)) if planned.saved_plan \
-                    else selected.up(color="never")
-            except auto.errors.CommandError as exc:
-                raise self._engine_error(f"update stack {stack}", exc) from None
-            finally:
-                self._forget(plan_id)
-        return {"stack": stack, "plan_id": plan_id, "result": result.summary.result,
-                "changes": {str(k): v for k, v in (result.summary.resource_changes or {}).items()}}
+        self._check_stack(stack)
+        with self._lock:  # an id is used once: taken here, whatever happens next
+            planned = self._plans.pop(plan_id, None)
+        if planned is None or planned.stack != stack:
+            raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
+                                    "call infra_provision_org with apply=false first and pass its plan_id")
+        try:
+            answer = self._run("apply_job", stack, "update", {"plan": planned.to_json()})
+        finally:
+            if planned.saved_plan is not None:
+                planned.saved_plan.unlink(missing_ok=True)
+        if "refused" in answer:
+            raise ControlPlaneError(
+                f"the plan of stack {stack} changed since preview {plan_id}: {'; '.join(answer['refused'])}; "
+                "nothing was applied", "review a new preview (apply=false) and apply its plan_id")
+        return {"stack": stack, "plan_id": plan_id, **answer}

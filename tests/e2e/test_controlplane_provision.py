@@ -15,6 +15,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pulumi import automation as auto
 
+import enginejob
+
 from .harness import REPO, make_stack
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +33,8 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
     s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)
     assert s.up().summary.result == "succeeded"
     token = s.stack.outputs()["controlPlaneToken"].value
-    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO)}
+    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO),
+           "ARTIFACT_STATE_DIR": str(tmp_path / "state")}
     params = StdioServerParameters(
         command=sys.executable, cwd=str(REPO), env=env,
         args=["-m", "controlplane", "serve", "--stdio", "--stack", s.stack.name, "--work-dir", str(s.work_dir),
@@ -93,6 +96,12 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 again = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
                                                                        "plan_id": plan["plan_id"]})
                 assert again.is_error and "not a preview of stack" in again.content[0].text
+
+                # Another caller (another server on this backend, here this test) holds the stack: said at once.
+                key = f"controlplane/provision/{env['PULUMI_BACKEND_URL']}/{s.stack.name}"
+                with enginejob.Runner(state_dir=tmp_path / "state").hold(key, title="a test holding the stack"):
+                    busy = await client.call_tool("infra_provision_org", {"stack": s.stack.name})
+                assert busy.is_error and "a test holding the stack" in busy.content[0].text, busy.content[0].text
 
     anyio.run(scenario)
     from fly import FlyClient, FlyConnection
