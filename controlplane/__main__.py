@@ -19,7 +19,6 @@ from .errors import ControlPlaneError
 from .manifest import REPO, load_slice, stack_token
 
 
-
 def _source_args(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--manifest", type=Path, metavar="FILE", help="the stack outputs as JSON")
@@ -75,6 +74,8 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import enginejob
+
     from .guard import AuditLog
     from .httpauth import LOOPBACK, AuditRefusals, auth_settings, load_tokens, transport_security
     from .infra import Infra, connection_for
@@ -101,8 +102,6 @@ def serve(args: argparse.Namespace) -> int:
     secrets = (connection.token.get_secret_value(), *(tokens.values if tokens else ()))
     audit = AuditLog(audit_path, secrets)
     stacks = {s for s in (args.stack, slice_.prefix) if s}
-    import enginejob
-
     runner = enginejob.Runner()
     for swept in runner.sweep():  # engine jobs whose process died (a server killed outright, say)
         print(f"controlplane: cleaned up after {swept.title or swept.kind} (started {swept.started}), whose "

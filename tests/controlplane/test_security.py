@@ -172,3 +172,36 @@ def test_unwritable_audit_log_refuses_the_call_before_it_acts(world: SliceWorld,
     assert refused.is_error and "was refused, nothing was done" in refused.content[0].text
     assert "cannot be written" in refused.content[0].text
     assert world.flysim.calls() == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("short\n", "is 5 characters long, shorter than 32"),
+    (f"a b {HTTP_TOKEN}\n", "expected `TOKEN` or `ID TOKEN`"),
+    (f"x {HTTP_TOKEN}\nx {HTTP_TOKEN[::-1]}\n", "token id x is given twice"),
+    ("# only a comment\n", "holds no token"),
+])
+def test_token_file_mistakes_are_named(tmp_path: Path, text: str, expected: str) -> None:
+    from controlplane.errors import ControlPlaneError
+    from controlplane.httpauth import load_tokens
+
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    path.chmod(0o600)
+    with pytest.raises(ControlPlaneError) as refused:
+        load_tokens(path, environ={})
+    assert expected in str(refused.value) and HTTP_TOKEN not in str(refused.value)
+
+
+def test_tokens_from_file_and_environment(tmp_path: Path) -> None:
+    from controlplane.httpauth import load_tokens, token_id
+
+    path = tmp_path / "tokens"
+    path.write_text(f"# agents\n{HTTP_TOKEN_ID} {HTTP_TOKEN}\n\n{HTTP_TOKEN[::-1]}\n")
+    path.chmod(0o600)
+    other = "e" * 40
+    tokens = load_tokens(path, environ={"CONTROLPLANE_HTTP_TOKEN": other})
+    assert tokens is not None
+    assert [i for i, _ in tokens.tokens] == [HTTP_TOKEN_ID, token_id(HTTP_TOKEN[::-1]), f"env:{token_id(other)}"]
+    found = [anyio.run(tokens.verify_token, t) for t in (HTTP_TOKEN, other, HTTP_TOKEN + "x", "")]
+    assert [t.client_id if t else None for t in found] == [HTTP_TOKEN_ID, f"env:{token_id(other)}", None, None]
+    assert load_tokens(None, environ={}) is None
