@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ PROGRAM_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json", ".txt", 
 # covers what it runs).
 PLUMBING_INPUTS = frozenset({"__provider"})
 PLAN_IDS_KEPT = 16
+OUTCOMES_KEPT = 64
 # How long a preview or apply waits for another one of the same stack (this server's or another's) to end:
 # not at all, the caller hears at once who holds it (an engine run takes longer than a caller should wait).
 LOCK_WAIT_SECONDS = 0.0
@@ -309,6 +311,7 @@ class Provisioner:
         self._secrets = secrets
         self._runner = runner
         self._plans: dict[str, Plan] = {}
+        self._outcomes: dict[str, Outcome] = {}
         self._lock = threading.Lock()
         self._plan_dir: Path | None = None
 
@@ -352,6 +355,9 @@ class Provisioner:
         plan = Plan.from_json(self._run("preview_job", stack, "preview", {"plan_file": str(plan_file)}))
         with self._lock:
             self._keep(plan)
+            # The same values previewed again give the same id: a new preview makes it one to try again.
+            if plan.id in self._outcomes and self._outcomes[plan.id].done:
+                del self._outcomes[plan.id]
         return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
                 "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
                             for s in plan.steps]}
@@ -370,19 +376,58 @@ class Provisioner:
             plan.saved_plan.unlink(missing_ok=True)
 
     def apply(self, stack: str, plan_id: str) -> dict[str, Any]:
+        """Apply a previewed plan once. The same call again (a client that timed out and retries) joins it:
+        while it runs it says so, then it answers with the first call's outcome; it never applies twice."""
         self._check_stack(stack)
-        with self._lock:  # an id is used once: taken here, whatever happens next
-            planned = self._plans.pop(plan_id, None)
-        if planned is None or planned.stack != stack:
-            raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
-                                    "call infra_provision_org with apply=false first and pass its plan_id")
+        with self._lock:
+            outcome = self._outcomes.get(plan_id)
+            if outcome is not None and outcome.stack == stack:
+                return outcome.answer(plan_id)
+            planned = self._plans.pop(plan_id, None)  # an id is used once: taken here, whatever happens next
+            if planned is None or planned.stack != stack:
+                raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
+                                        "call infra_provision_org with apply=false first and pass its plan_id")
+            outcome = self._outcomes[plan_id] = Outcome(stack)
+            while len(self._outcomes) > OUTCOMES_KEPT:
+                self._outcomes.pop(next(iter(self._outcomes)))
         try:
             answer = self._run("apply_job", stack, "update", {"plan": planned.to_json()})
+            if "refused" in answer:
+                raise ControlPlaneError(
+                    f"the plan of stack {stack} changed since preview {plan_id}: {'; '.join(answer['refused'])}; "
+                    "nothing was applied", "review a new preview (apply=false) and apply its plan_id")
+            outcome.result = {"stack": stack, "plan_id": plan_id, **answer}
+        except ControlPlaneError as exc:
+            outcome.error = exc
+            raise
+        except BaseException:
+            outcome.error = ControlPlaneError(f"the update of stack {stack} by plan {plan_id} ended without an "
+                                              "outcome", "preview again to see where the stack stands")
+            raise
         finally:
             if planned.saved_plan is not None:
                 planned.saved_plan.unlink(missing_ok=True)
-        if "refused" in answer:
-            raise ControlPlaneError(
-                f"the plan of stack {stack} changed since preview {plan_id}: {'; '.join(answer['refused'])}; "
-                "nothing was applied", "review a new preview (apply=false) and apply its plan_id")
-        return {"stack": stack, "plan_id": plan_id, **answer}
+        return outcome.result
+
+
+@dataclass
+class Outcome:
+    """What became of an applied plan id, for a caller that asks again."""
+
+    stack: str
+    since: str = field(default_factory=lambda: time.strftime("%H:%M:%S UTC", time.gmtime()))
+    result: dict[str, Any] | None = None
+    error: ControlPlaneError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def answer(self, plan_id: str) -> dict[str, Any]:
+        if self.result is not None:
+            return {**self.result, "repeated": True}
+        if self.error is not None:
+            raise ControlPlaneError(f"{self.error.what} (the outcome of an earlier call with plan {plan_id}: a plan "
+                                    "id is tried once)", self.error.fix)
+        raise ControlPlaneError(f"plan {plan_id} is being applied by an earlier call (since {self.since})",
+                                "wait, then call again with the same plan_id for its outcome")
