@@ -122,15 +122,22 @@ class Guard:
 
 
 def redact(args: Any, secrets: tuple[str, ...] = ()) -> Any:
-    """A copy of ``args`` with secret arguments replaced, and any known secret value scrubbed."""
-    if isinstance(args, dict):
-        return {k: (({kk: REDACTED for kk in v} if isinstance(v, dict) else REDACTED) if k in SECRET_ARGS
-                    else redact(v, secrets)) for k, v in args.items()}
-    if isinstance(args, list):
-        return [redact(v, secrets) for v in args]
-    if isinstance(args, str):
-        return scrub(args, secrets)
-    return args
+    """A copy of ``args`` with secret arguments replaced, any value shaped like a credential (the slice
+    config's own test: a Clerk secret key, a Fly token, a JWT, a private key) replaced, and any known
+    secret value scrubbed. The audit line is written before the call's input is checked, so a credential
+    passed where it does not belong (in ``env``, say) must not reach the log either."""
+    from components.config import looks_secret  # here: `controlplane validate` imports no Pulumi
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (({kk: REDACTED for kk in v} if isinstance(v, dict) else REDACTED) if k in SECRET_ARGS
+                        else walk(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str):
+            return REDACTED if looks_secret(value) else scrub(value, secrets)
+        return value
+    return walk(args)
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

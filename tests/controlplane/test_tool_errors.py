@@ -132,9 +132,12 @@ def test_provision_refuses_a_stack_outside_the_allowlist(world: SliceWorld, tmp_
 
 
 def test_redact_hides_secret_arguments_and_known_values() -> None:
-    token = "fm" "2_abcdefghijklmnopqrstuvwxyz"
-    assert redact({"customer": "a", "secrets": {"K": "v"}, "env": {"X": f"has {token}"}}, (token,)) == {
-        "customer": "a", "secrets": {"K": "[redacted]"}, "env": {"X": "has [redacted]"}}
+    token = "a-known-secret-of-no-known-shape-0123"
+    assert redact({"customer": "a", "secrets": {"K": "v"}, "env": {"X": f"has {token}", "TIER": "gold",
+                                                                   "KEY": "sk_live_" "0123456789abcdef"}},
+                  (token,)) == {
+        "customer": "a", "secrets": {"K": "[redacted]"},
+        "env": {"X": "has [redacted]", "TIER": "gold", "KEY": "[redacted]"}}
 
 
 def _ok(world: SliceWorld, tool: str, args: dict[str, Any]) -> dict[str, Any]:
