@@ -77,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     import enginejob
 
     from .guard import AuditLog
-    from .httpauth import LOOPBACK, AuditRefusals, auth_settings, load_tokens, transport_security
+    from .httpauth import LOOPBACK, TOKEN_ENV, AuditRefusals, auth_settings, load_tokens, transport_security
     from .infra import Infra, connection_for
     from .provision import Provisioner
     from .server import build_server
@@ -86,6 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     tokens = security = None
     if args.http:
         tokens = load_tokens(args.auth_token_file)
+        os.environ.pop(TOKEN_ENV, None)  # read once: the engine jobs this server starts inherit its environment
         if args.allow_writes and tokens is None:
             from .httpauth import GENERATE
             raise ControlPlaneError("serve --http --allow-writes needs authentication, and no bearer token is "
