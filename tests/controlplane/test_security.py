@@ -50,7 +50,10 @@ def test_http_with_writes_needs_the_bearer_token(world: SliceWorld, manifest_fil
                               json=INITIALIZE)
             rebound = http.post(url, headers={**MCP_HEADERS, "Authorization": f"Bearer {HTTP_TOKEN}",
                                               "Host": "evil.example"}, json=INITIALIZE)
-        assert (anonymous.status_code, wrong.status_code, rebound.status_code) == (401, 401, 421)
+            foreign_page = http.post(url, headers={**MCP_HEADERS, "Authorization": f"Bearer {HTTP_TOKEN}",
+                                                   "Origin": "https://evil.example"}, json=INITIALIZE)
+        assert (anonymous.status_code, wrong.status_code, rebound.status_code, foreign_page.status_code) == (
+            401, 401, 421, 403)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
         assert world.flysim.calls() == []
 
@@ -65,10 +68,11 @@ def test_http_with_writes_needs_the_bearer_token(world: SliceWorld, manifest_fil
     assert listed == {"app": "s1-worker-pool", "machines": []}
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     # The refused requests are recorded, with what refused them and who sent them.
-    assert [(e["tool"], e["outcome"], e["detail"][:3]) for e in lines[:3]] == [
-        ("http", "refused", "401"), ("http", "refused", "401"), ("http", "refused", "421")]
-    assert all(e["caller"]["peer"].startswith("127.0.0.1:") for e in lines[:3])
-    lines = lines[3:]
+    assert [(e["tool"], e["outcome"], e["detail"][:3]) for e in lines[:4]] == [
+        ("http", "refused", "401"), ("http", "refused", "401"), ("http", "refused", "421"),
+        ("http", "refused", "403")]
+    assert all(e["caller"]["peer"].startswith("127.0.0.1:") for e in lines[:4])
+    lines = lines[4:]
     assert [(e["tool"], e["outcome"]) for e in lines] == [("infra_list_machines", "started"),
                                                          ("infra_list_machines", "ok")]
     caller = lines[0]["caller"]

@@ -213,12 +213,15 @@ def test_revoked_token_is_a_clear_tool_error(world: SliceWorld, manifest_file: P
 
 
 def test_http_binds_loopback_by_default(world: SliceWorld, manifest_file: Path, tmp_path: Path) -> None:
+    """Read-only, no token configured: served on loopback to any local client, saying so at start."""
     async def scenario() -> None:
-        async with connect("http", manifest_file, world.token, tmp_path) as client:
-            assert (await client.list_tools()).tools
+        with http_server(manifest_file, world.token, tmp_path, auth=False) as port:
+            async with http_client(port, bearer=None) as client:
+                assert (await client.list_tools()).tools
 
     anyio.run(scenario)
-    assert "http://127.0.0.1:" in (tmp_path / "server.log").read_text()
+    log = (tmp_path / "server.log").read_text()
+    assert "http://127.0.0.1:" in log and "writes off, authentication off" in log
 
 
 def test_serve_without_token_says_what_to_set(manifest_file: Path) -> None:
