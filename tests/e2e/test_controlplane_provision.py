@@ -82,10 +82,20 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 assert refused.is_error and "code changed: local_patch.py" in refused.content[0].text
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # Preview again and apply that plan.
+                # Preview again and apply that plan, twice at once (a client that timed out retrying while the
+                # first call runs): one applies, the other hears that it is being applied.
                 plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
-                applied = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
-                                                                             "plan_id": plan["plan_id"]}))
+                answers: list[Any] = []
+
+                async def apply_plan() -> None:
+                    answers.append(await client.call_tool("infra_provision_org", {
+                        "stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]}))
+                async with anyio.create_task_group() as calls:
+                    calls.start_soon(apply_plan)
+                    calls.start_soon(apply_plan)
+                [applied] = [_ok(a) for a in answers if not a.is_error]
+                [joined] = [a.content[0].text for a in answers if a.is_error]
+                assert f"plan {plan['plan_id']} is being applied by an earlier call" in joined
                 assert applied["result"] == "succeeded"
                 # The server reads the manifest again after an applied plan.
                 manifest = _ok(await client.call_tool("infra_manifest", {}))
