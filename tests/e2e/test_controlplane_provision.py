@@ -5,7 +5,10 @@ changed since, and applies the one it previewed. Driven by the `mcp` SDK's clien
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pulumi import automation as auto
 
 import enginejob
+import enginejob.procs
 
 from .harness import REPO, make_stack
 
@@ -125,5 +129,51 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
         assert machine.config["image"] == ROUTER_IMAGE
     texts = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "server.log").read_text()
     assert token not in texts and flysim.token not in texts
+
+    # The server killed outright (SIGKILL) in the middle of an apply: the engine is interrupted, no process
+    # of the job outlives it, and the stack is left neither locked nor unconvergeable.
+    s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE.replace("11.2", "11.3")))
+    killed_params = StdioServerParameters(command=sys.executable, cwd=str(REPO), env=env,
+                                          args=[*params.args[:-1], str(tmp_path / "audit-killed.jsonl")])
+
+    running: dict[int, str] = {}
+
+    async def killed_mid_apply() -> None:
+        with (tmp_path / "server-killed.log").open("w") as log:
+            try:
+                async with Client(stdio_client(killed_params, errlog=log)) as client:
+                    plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                    flysim.clear_calls()
+                    async with anyio.create_task_group() as calls:
+                        calls.start_soon(client.call_tool, "infra_provision_org",
+                                         {"stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]})
+                        with anyio.fail_after(120):
+                            while not any(c["mutating"] for c in flysim.calls()):
+                                await anyio.sleep(0.02)
+                        running.update(enginejob.procs.marked(str(tmp_path / "state" / "jobs")))
+                        os.kill(_pid_with(str(tmp_path / "audit-killed.jsonl")), signal.SIGKILL)
+            except Exception:  # noqa: BLE001 - the client's connection dies with its server, as it should
+                pass
+
+    anyio.run(killed_mid_apply)
+    assert len(running) >= 2, running  # the job process and the engine it runs, at least, when it was killed
+    jobs = tmp_path / "state" / "jobs"
+    deadline = time.monotonic() + 120
+    while enginejob.procs.marked(str(jobs)) or any(not d.name.startswith(".") for d in jobs.iterdir()):
+        assert time.monotonic() < deadline, f"engine job processes outlived the server: {enginejob.procs.marked(str(jobs))}"
+        time.sleep(0.1)
+    assert s.up().summary.result == "succeeded"  # not locked; converges from where the interrupted run stopped
     s.destroy()
     s.remove()
+
+
+def _pid_with(marker: str) -> int:
+    """The pid of the process whose command line holds ``marker``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError(f"no process with {marker} in its command line")
