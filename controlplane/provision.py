@@ -11,14 +11,30 @@ Pulumi runs with the operator's own environment (``PULUMI_BACKEND_URL``, ``PULUM
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from enginejob import Busy
+from ops.backend_lock import backend_url_of, project_of, stack_lock
 
 from .errors import ControlPlaneError
 from .guard import scrub
+
+# MCP clients give up on a call after about 60 s: wait less than that for another update of the stack.
+STACK_LOCK_WAIT = 45.0
+
+
+@contextlib.contextmanager
+def _held(lock: Any) -> Iterator[None]:
+    try:
+        with lock:
+            yield
+    except Busy as exc:
+        raise ControlPlaneError(f"the stack is busy: {exc}", "apply again once that update has finished") from None
 
 
 class Provisioner:
@@ -82,10 +98,18 @@ class Provisioner:
             self._plans[plan_id] = stack
         return plan
 
+    def _stack_lock(self, stack: str) -> Any:
+        """The stack's lock across processes and machines (ops/backend_lock.py), for the plan check and the
+        update together; waits up to STACK_LOCK_WAIT for another holder, then says who holds it."""
+        if stack not in self.allowed_stacks:
+            return contextlib.nullcontext()  # _stack refuses it, with the allowlist
+        return _held(stack_lock(backend_url_of(), project_of(self.work_dir), stack,
+                                title="infra_provision_org (apply)", wait=STACK_LOCK_WAIT))
+
     def apply(self, stack: str, plan_id: str) -> dict[str, Any]:
         from pulumi import automation as auto
 
-        with self._lock:
+        with self._lock, self._stack_lock(stack):
             if self._plans.get(plan_id) != stack:
                 raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
                                         "call infra_provision_org with apply=false first and pass its plan_id")

@@ -1,0 +1,152 @@
+"""A real PostgreSQL server for the tests: Debian's `postgresql` package (scripts/ensure-postgresql installs it
+when missing), a cluster made with `initdb` in a temporary directory, listening on a free loopback port and on
+a Unix socket in that directory, stopped and removed at the end.
+
+The cluster's superuser (`postgres`) connects through the socket without a password (the administrator's
+seat in docs/team-backend.md); everyone else connects over TCP with a password (scram-sha-256), as a team's
+operators and CI runners do. PostgreSQL refuses to run as root: as root, the server runs as the `postgres`
+system user the package creates.
+
+Durability is off (fsync, synchronous commit): the data lives for one test session.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SUPERUSER = "postgres"
+
+
+class PostgresUnavailable(Exception):
+    """The server's programs are missing or the server did not start; the message says what to do."""
+
+
+def bin_dir() -> Path:
+    """The directory of initdb/pg_ctl/postgres: Debian keeps them out of PATH, under /usr/lib/postgresql/<major>/bin
+    (the newest installed), else `pg_config --bindir`, else PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        directory = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if directory and (Path(directory) / "initdb").is_file():
+            return Path(directory)
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise PostgresUnavailable("PostgreSQL's server programs (initdb, pg_ctl) are missing: run scripts/ensure-postgresql "
+                              "(apt-get install postgresql), which scripts/test runs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    """``with PostgresServer() as pg:`` a running server; ``pg.admin_env()`` is the environment psql and libpq
+    clients need to act as its superuser, ``pg.url(user, password, database)`` a TCP URL for a login role."""
+
+    def __init__(self) -> None:
+        self.bin = bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="artifact-pg."))
+        self.data = self.root / "data"
+        self.socket_dir = self.root
+        self.port = 0
+        self._run_as: str | None = None
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresUnavailable("running as root, and there is no `postgres` system user to run the server "
+                                          "as (Debian's postgresql package creates it)") from None
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            self._run_as = "postgres"
+        self.root.chmod(0o755)  # the socket is in it; clients of every user reach it
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.bin / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout,
+                              user=self._run_as, cwd=self.root, stdin=subprocess.DEVNULL,
+                              env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"})
+
+    def start(self) -> PostgresServer:
+        done = self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-E", "UTF8", "--no-sync",
+                         "--auth-local=trust", "--auth-host=scram-sha-256")
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {done.stderr.strip()[-1500:]}")
+        for attempt in range(3):  # a free port can be taken between the look and the bind
+            self.port = free_port()
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                           f"unix_socket_directories = '{self.socket_dir}'\n"
+                           "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                           "max_connections = 200\nshared_buffers = 32MB\n")
+            done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
+                             "start", timeout=90)
+            if done.returncode == 0:
+                return self
+            if attempt == 2 or "could not bind" not in self.log():
+                raise PostgresUnavailable(f"the server did not start: {done.stderr.strip()[-500:]}\n{self.log()[-2000:]}")
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- clients ------------------------------------------------------------------------------------------
+
+    def admin_env(self) -> dict[str, str]:
+        """libpq's variables for the superuser over the socket (what `psql` of the docs' administrator uses)."""
+        return {"PGHOST": str(self.socket_dir), "PGPORT": str(self.port), "PGUSER": SUPERUSER,
+                "PGDATABASE": "postgres"}
+
+    def admin(self, database: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database,
+                               autocommit=True)
+
+    def url(self, user: str, password: str | None, database: str, **params: str) -> str:
+        from urllib.parse import quote, urlencode
+
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        query = urlencode({"sslmode": "disable", **params})
+        return f"postgres://{auth}@127.0.0.1:{self.port}/{quote(database, safe='')}?{query}"
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self._run("pg_isready", "-h", str(self.socket_dir), "-p", str(self.port)).returncode != 0:
+            if time.monotonic() > deadline:
+                raise PostgresUnavailable(f"the server does not answer:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
