@@ -50,6 +50,7 @@ _LIBPQ_ENV = {"PGHOST": "host", "PGHOSTADDR": "hostaddr", "PGPORT": "port", "PGD
               "PGUSER": "user", "PGPASSWORD": "password", "PGPASSFILE": "passfile", "PGSSLMODE": "sslmode",
               "PGSSLROOTCERT": "sslrootcert", "PGSSLCERT": "sslcert", "PGSSLKEY": "sslkey",
               "PGCONNECT_TIMEOUT": "connect_timeout", "PGOPTIONS": "options"}
+_APP_PREFIX = "artifact-slices: "
 _tables_ready: set[str] = set()
 _tables_lock = threading.Lock()
 
@@ -197,27 +198,35 @@ def _ensure_holders_table(conn: Any, conninfo: str) -> None:
         _tables_ready.add(conninfo)
 
 
-def holder_of(conn: Any, key: int) -> Holder | None:
+def holder_of(conn: Any, key: int, *, settle: float = 0.5) -> Holder | None:
     """Who holds ``key`` now: its row in the holders' table, if the connection that wrote it holds the lock
-    still; else what `pg_stat_activity` says of the connection that does; None when it is free."""
-    row = conn.execute(
-        f"""SELECT h.title, h.pid, h.since FROM {HOLDERS_TABLE} h JOIN pg_locks l
-              ON l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid AND l.objsubid = 1
-             AND l.classid = ((h.lock_key >> 32) & 4294967295)::oid AND l.objid = (h.lock_key & 4294967295)::oid
-             WHERE h.lock_key = %s""", (key,)).fetchone()
-    if row:
-        return Holder(str(row[0]), int(row[1]), row[2].astimezone(timezone.utc).isoformat(timespec="seconds"))
-    row = conn.execute(
-        """SELECT coalesce(a.application_name, ''), l.pid, a.backend_start FROM pg_locks l
-             LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-              AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
-        (key, key)).fetchone()
-    if row:
-        since = row[2].astimezone(timezone.utc).isoformat(timespec="seconds") if row[2] else ""
-        return Holder(f"{row[0] or 'a connection'} (database backend process {row[1]})", 0, since)
-    return None
+    still; else (a holder that took the lock a moment ago and has not written its row within ``settle``
+    seconds, or one that isn't ours) what `pg_stat_activity` says of the connection that holds it; None when
+    it is free."""
+    deadline = time.monotonic() + settle
+    while True:
+        row = conn.execute(
+            f"""SELECT h.title, h.pid, h.since FROM {HOLDERS_TABLE} h JOIN pg_locks l
+                  ON l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid AND l.objsubid = 1
+                 AND l.classid = ((h.lock_key >> 32) & 4294967295)::oid
+                 AND l.objid = (h.lock_key & 4294967295)::oid
+                 WHERE h.lock_key = %s""", (key,)).fetchone()
+        if row:
+            return Holder(str(row[0]), int(row[1]), row[2].astimezone(timezone.utc).isoformat(timespec="seconds"))
+        row = conn.execute(
+            """SELECT coalesce(a.application_name, ''), l.pid, a.backend_start FROM pg_locks l
+                 LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                  AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+            (key, key)).fetchone()
+        if row is None:
+            return None
+        if time.monotonic() >= deadline:
+            since = row[2].astimezone(timezone.utc).isoformat(timespec="seconds") if row[2] else ""
+            name = str(row[0]).removeprefix(_APP_PREFIX) or "a database session"
+            return Holder(f"{name} (database session {row[1]})", 0, since)
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -229,7 +238,7 @@ def _advisory(backend_url: str, project: str, stack: str, *, title: str, wait: f
     conninfo, table = libpq_conninfo(backend_url)
     key = advisory_key(table, project, stack)
     readable = f"{project}/{stack}"
-    conn = connect(backend_url, env, application_name=f"artifact-slices lock wait: {readable}")
+    conn = connect(backend_url, env, application_name=f"{_APP_PREFIX}{title}")
     try:
         _ensure_holders_table(conn, conninfo)
         started = time.monotonic()
@@ -259,7 +268,6 @@ def _advisory(backend_url: str, project: str, stack: str, *, title: str, wait: f
                 ON CONFLICT (lock_key) DO UPDATE SET stack = EXCLUDED.stack, title = EXCLUDED.title,
                     pid = EXCLUDED.pid, since = EXCLUDED.since, backend_pid = EXCLUDED.backend_pid""",
             (key, readable, title, os.getpid(), since))
-        conn.execute("SELECT set_config('application_name', %s, false)", (f"artifact-slices: {title}"[:63],))
         try:
             yield Holder(title, os.getpid(), since)
         finally:

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +143,76 @@ class PostgresServer:
         query = urlencode({"sslmode": "disable", **params})
         return f"postgres://{auth}@127.0.0.1:{self.port}/{quote(database, safe='')}?{query}"
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self._run("pg_isready", "-h", str(self.socket_dir), "-p", str(self.port)).returncode != 0:
-            if time.monotonic() > deadline:
-                raise PostgresUnavailable(f"the server does not answer:\n{self.log()[-2000:]}")
-            time.sleep(0.1)
+
+# -- the team setup of docs/team-backend.md, run as written ------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "team-backend.md"
+SERVER_SECTION, LOGIN_SECTION = "Setting up the server", "Logging in"
+ROLE, DATABASE = "pulumi_state", "pulumi"
+# What a reader of the login block fills in: the server's name, its port, and TLS (the test server has none).
+PLACEHOLDERS = {"db.example.internal:5432": "{host}:{port}", "verify-full": "disable"}
+
+
+def doc_block(heading: str, page: Path = DOC) -> str:
+    """The first ```sh block under ``heading``, as written (heredocs and all)."""
+    import re
+
+    text = page.read_text()
+    match = re.search(rf"^#+ {re.escape(heading)}\s*$", text, flags=re.M)
+    if not match:
+        raise AssertionError(f"{page.name} has no section {heading!r}")
+    block = re.search(r"```sh\n(.*?)```", text[match.end():], flags=re.S)
+    if not block:
+        raise AssertionError(f"{page.name} section {heading!r} has no ```sh block")
+    return block.group(1)
+
+
+class TeamBackend:
+    """The database, schema and role docs/team-backend.md sets up, on ``server``, made by its own commands.
+    ``url`` is a postgres:// backend URL for the role (password included: for tests only, the docs keep it
+    out of URLs); ``login_env`` what the docs' login block exports."""
+
+    def __init__(self, server: PostgresServer, password: str, login_env: dict[str, str]) -> None:
+        self.server, self.password, self.login_env = server, password, login_env
+        self.url = server.url(ROLE, password, DATABASE)
+
+    def admin(self) -> Any:
+        return self.server.admin(DATABASE)
+
+    def rows(self, table: str = "pulumi_state") -> dict[str, str]:
+        """The state table's rows, key to stored text (Pulumi keeps each file base64-encoded in JSON)."""
+        with self.admin() as conn:
+            return {k: str(v) for k, v in conn.execute(f"SELECT key, data::text FROM pulumi.{table}").fetchall()}
+
+
+def run_doc_block(heading: str, env: dict[str, str], *, fill: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    script = doc_block(heading)
+    for placeholder, value in (fill or {}).items():
+        if placeholder not in script:
+            raise AssertionError(f"docs/team-backend.md, {heading!r}: no {placeholder!r} to fill in:\n{script}")
+        script = script.replace(placeholder, value)
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def set_up_team_backend(server: PostgresServer, pulumi_home: Path, base_env: dict[str, str]) -> TeamBackend:
+    """The docs' two blocks: the administrator's (psql through the socket, as the superuser), then the
+    operator's login (the role over TCP, with its password), in a PULUMI_HOME of its own."""
+    import secrets
+
+    password = "pw-" + secrets.token_urlsafe(18)
+    clean = {k: v for k, v in base_env.items() if not k.startswith(("PG", "PULUMI_"))}
+    admin = run_doc_block(SERVER_SECTION, {**clean, **server.admin_env(), "PULUMI_DB_PASSWORD": password})
+    if admin.returncode != 0:
+        raise AssertionError(f"the server setup of docs/team-backend.md failed:\n{admin.stdout}\n{admin.stderr}")
+    env = {**clean, "PULUMI_HOME": str(pulumi_home), "PULUMI_SKIP_UPDATE_CHECK": "true",
+           "PULUMI_DB_PASSWORD": password}
+    fill = {k: v.format(host="127.0.0.1", port=server.port) for k, v in PLACEHOLDERS.items()}
+    login = run_doc_block(LOGIN_SECTION, env, fill=fill)
+    if login.returncode != 0:
+        raise AssertionError(f"the login of docs/team-backend.md failed:\n{login.stdout}\n{login.stderr}")
+    login_env = {"PGSSLMODE": "disable", "PGPASSWORD": password}
+    backend = TeamBackend(server, password, login_env)
+    backend.login_output = login.stdout + login.stderr  # type: ignore[attr-defined]
+    return backend
