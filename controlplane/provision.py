@@ -101,19 +101,18 @@ class Provisioner:
     def _stack_lock(self, stack: str) -> Any:
         """The stack's lock across processes and machines (ops/backend_lock.py), for the plan check and the
         update together; waits up to STACK_LOCK_WAIT for another holder, then says who holds it."""
-        if stack not in self.allowed_stacks:
-            return contextlib.nullcontext()  # _stack refuses it, with the allowlist
         return _held(stack_lock(backend_url_of(), project_of(self.work_dir), stack,
                                 title="infra_provision_org (apply)", wait=STACK_LOCK_WAIT))
 
     def apply(self, stack: str, plan_id: str) -> dict[str, Any]:
         from pulumi import automation as auto
 
-        with self._lock, self._stack_lock(stack):
+        with self._lock, contextlib.ExitStack() as held:
             if self._plans.get(plan_id) != stack:
                 raise ControlPlaneError(f"plan {plan_id!r} is not a preview of stack {stack} made by this server",
                                         "call infra_provision_org with apply=false first and pass its plan_id")
             selected = self._stack(stack)
+            held.enter_context(self._stack_lock(stack))  # the plan check and the update under the stack's lock
             current_id, current = self._plan(selected)
             if current_id != plan_id:
                 self._plans.pop(plan_id, None)

@@ -108,3 +108,29 @@ def test_one_stack_has_one_key_however_the_backend_is_spelled() -> None:
     assert advisory_key(libpq_conninfo("postgres://h/pulumi?table=staging")[1], "artifact-slice", "org1") not in keys
     conninfo, table = libpq_conninfo("postgres://u@h:5/db?table=staging&sslmode=require")
     assert (conninfo, table) == ("postgresql://u@h:5/db?sslmode=require", "staging")  # libpq never sees `table`
+
+
+def test_control_plane_apply_waits_then_says_who_holds_the_stack(team_backend: TeamBackend, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`infra_provision_org` apply takes the stack's lock from the operator's backend (PULUMI_BACKEND_URL) and
+    the project of its work dir; a holder that keeps it past the control plane's wait is named in the
+    tool's error, not a traceback."""
+    from controlplane import provision
+    from controlplane.errors import ControlPlaneError
+
+    (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\n")
+    monkeypatch.setenv("PULUMI_BACKEND_URL", team_backend.url)
+    monkeypatch.setattr(provision, "STACK_LOCK_WAIT", 0.3)
+    provisioner = provision.Provisioner(allowed_stacks={"org1"}, work_dir=tmp_path)
+    holder = _holder(team_backend.url, "org1", "the deploy job's `pulumi up` of org1")
+    try:
+        with pytest.raises(ControlPlaneError) as refused:
+            with provisioner._stack_lock("org1"):
+                pass
+        assert "the deploy job's `pulumi up` of org1 by " in str(refused.value)
+        assert f"process {holder.pid}" in str(refused.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with provisioner._stack_lock("org1"):  # free again
+        pass

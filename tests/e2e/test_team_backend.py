@@ -195,6 +195,7 @@ def probes(team_backend: TeamBackend, pulumi_bin: Path,
     return [_probe_pair(team_backend, pulumi_bin, root / f"p{i}", f"probe-{uuid.uuid4().hex[:6]}") for i in range(PROBES)]
 
 
+@pytest.mark.one_python
 def test_two_updates_started_together_queue_through_the_entry_point(probes: list[tuple[SliceStack, SliceStack]]) -> None:
     before = [len(_history(a)) for a, _ in probes]
     waited = 0
@@ -224,6 +225,7 @@ def test_two_updates_started_together_queue_through_the_entry_point(probes: list
     assert waited >= PAIRS // 2, f"only {waited} of {PAIRS} pairs overlapped: the test did not start them together"
 
 
+@pytest.mark.one_python
 def test_two_plain_pulumi_ups_started_together_never_both_run(probes: list[tuple[SliceStack, SliceStack]],
                                                               tmp_path: Path) -> None:
     """Without the entry points' lock, Pulumi's own: never both; the loser names the holder. (Neither is
@@ -256,6 +258,7 @@ def _plain_up(cli: Cli) -> None:
 
 # -- many slices at once ----------------------------------------------------------------------------------------------
 
+@pytest.mark.one_python
 def test_ephemeral_cycles_at_once_on_one_backend_converge_and_leave_nothing(team_backend: TeamBackend,
                                                                            pulumi_bin: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "FLY_", "PG"))}
