@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from enginejob import Busy
-from ops.backend_lock import backend_url_of, project_of, stack_lock
+from ops.backend_lock import LockUnavailable, backend_url_of, project_of, stack_lock
 
 from .errors import ControlPlaneError
 from .guard import scrub
@@ -35,6 +35,9 @@ def _held(lock: Any) -> Iterator[None]:
             yield
     except Busy as exc:
         raise ControlPlaneError(f"the stack is busy: {exc}", "apply again once that update has finished") from None
+    except LockUnavailable as exc:
+        raise ControlPlaneError(str(exc), "fix the backend's connection settings of this server, then apply again") \
+            from None
 
 
 class Provisioner:

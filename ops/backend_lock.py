@@ -55,6 +55,11 @@ _tables_ready: set[str] = set()
 _tables_lock = threading.Lock()
 
 
+class LockUnavailable(Exception):
+    """The stack lock could not be taken for another reason than a holder: the backend's database is out of
+    reach or refuses the role (the message says which, never a password)."""
+
+
 class WaitStopped(Exception):
     """``stop()`` said to stop waiting (a signal asked the caller to stop)."""
 
@@ -180,20 +185,29 @@ def connect(backend_url: str, env: Mapping[str, str] | None = None, *, applicati
     conninfo, _ = libpq_conninfo(backend_url)
     extra = {param: env[name] for name, param in _LIBPQ_ENV.items() if env and env.get(name)}
     extra.setdefault("connect_timeout", "10")
-    # A holder whose machine vanished is noticed within about a minute, and its lock released by the server.
-    return psycopg.connect(conninfo, autocommit=True, application_name=application_name[:63], keepalives="1",
-                           keepalives_idle="20", keepalives_interval="5", keepalives_count="4", **extra)
+    try:
+        # A holder whose machine vanished is noticed within about a minute, and its lock released by the server.
+        return psycopg.connect(conninfo, autocommit=True, application_name=application_name[:63], keepalives="1",
+                               keepalives_idle="20", keepalives_interval="5", keepalives_count="4", **extra)
+    except psycopg.OperationalError as exc:  # libpq's words name host, port, role and cause; never the password
+        cause = " ".join(str(exc).split())[:400]
+        raise LockUnavailable(f"could not connect to the backend's database for the stack lock: {cause}; check the "
+                              "backend URL and libpq's variables (PGPASSWORD, PGSSLMODE, ...), as for `pulumi login`") \
+            from None
 
 
 def _ensure_holders_table(conn: Any, conninfo: str) -> None:
     with _tables_lock:
         if conninfo in _tables_ready:
             return
+    # Made when missing only (CREATE ... IF NOT EXISTS would need the right to create even when it exists: an
+    # administrator may have made it for a role without that right).
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_KEY,))
-        conn.execute(f"""CREATE TABLE IF NOT EXISTS {HOLDERS_TABLE} (
-            lock_key bigint PRIMARY KEY, stack text NOT NULL, title text NOT NULL, pid integer NOT NULL,
-            since timestamptz NOT NULL DEFAULT now(), backend_pid integer NOT NULL)""")
+        if conn.execute("SELECT to_regclass(%s) IS NULL", (HOLDERS_TABLE,)).fetchone()[0]:
+            conn.execute(f"""CREATE TABLE {HOLDERS_TABLE} (
+                lock_key bigint PRIMARY KEY, stack text NOT NULL, title text NOT NULL, pid integer NOT NULL,
+                since timestamptz NOT NULL DEFAULT now(), backend_pid integer NOT NULL)""")
     with _tables_lock:
         _tables_ready.add(conninfo)
 

@@ -402,6 +402,7 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
 
     from enginejob import Busy
 
+    from .backend_lock import LockUnavailable
     from .workspace import SliceStack, link_project, open_stack
 
     destroyed = False
@@ -447,7 +448,7 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
                 log(f"stack {run.stack_name} removed from the backend")
             except auto.CommandError as exc:
                 run.fail(f"pulumi stack rm{'' if destroyed else ' --force'}: {str(exc).strip()[-300:]}")
-    except Busy as exc:  # another update of this stack holds it: neither destroy nor sweep under its feet
+    except (Busy, LockUnavailable) as exc:  # another update holds the stack, or no lock: neither destroy nor sweep
         run.fail(f"teardown of {run.stack_name}: {exc}")
         log("nothing was torn down; once it has finished, rerun with --cleanup-only")
         return
@@ -459,7 +460,7 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
 
     from enginejob import Busy
 
-    from .backend_lock import WaitStopped
+    from .backend_lock import LockUnavailable, WaitStopped
     from .workspace import SliceStack, link_project, open_stack, set_config, slice_config
 
     guard.check()
@@ -485,7 +486,7 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
         guard.check()
         run.fail("pulumi up")
         return
-    except Busy as exc:  # another update of this stack kept it past the wait
+    except (Busy, LockUnavailable) as exc:  # another update of this stack kept it past the wait; no database
         run.fail(f"pulumi up: {exc}")
         return
     except WaitStopped:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from enginejob import Busy, Holder
-from ops.backend_lock import WaitStopped, advisory_key, libpq_conninfo, stack_lock
+from ops.backend_lock import LockUnavailable, WaitStopped, advisory_key, libpq_conninfo, stack_lock
 from tests.pgserver import TeamBackend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,3 +134,13 @@ def test_control_plane_apply_waits_then_says_who_holds_the_stack(team_backend: T
         holder.wait()
     with provisioner._stack_lock("org1"):  # free again
         pass
+
+
+def test_an_unreachable_database_is_named_without_the_password(team_backend: TeamBackend) -> None:
+    wrong = team_backend.url.replace(f":{team_backend.password}@", ":not-the-password@")
+    with pytest.raises(LockUnavailable) as refused:
+        with stack_lock(wrong, "proj", "org1", title="an up", wait=0):
+            pass
+    message = str(refused.value)
+    assert "password authentication failed for user \"pulumi_state\"" in message, message
+    assert "not-the-password" not in message and team_backend.password not in message

@@ -215,8 +215,6 @@ def test_two_updates_started_together_queue_through_the_entry_point(probes: list
                 assert told and "`pulumi up` of" in told[0] and "since" in told[0] and "process" in told[0], \
                     second.events[:5]
                 waited += 1
-            assert not [line for line in first.events if line.startswith("stack lock:")] or \
-                first_end > second_start, "the first one waited for nobody"
     for (a, _), count in zip(probes, before):
         history = _history(a)
         # Never both at once: every update recorded, each succeeded (Pulumi's own lock refuses an overlap).
