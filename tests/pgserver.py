@@ -201,7 +201,7 @@ def set_up_team_backend(server: PostgresServer, pulumi_home: Path, base_env: dic
     operator's login (the role over TCP, with its password), in a PULUMI_HOME of its own."""
     import secrets
 
-    password = "pw-" + secrets.token_urlsafe(18)
+    password = "pw' $x " + secrets.token_urlsafe(18)  # quotes, a dollar and a space: the commands quote it right
     clean = {k: v for k, v in base_env.items() if not k.startswith(("PG", "PULUMI_"))}
     admin = run_doc_block(SERVER_SECTION, {**clean, **server.admin_env(), "PULUMI_DB_PASSWORD": password})
     if admin.returncode != 0:

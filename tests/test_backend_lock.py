@@ -17,7 +17,7 @@ import pytest
 
 from enginejob import Busy, Holder
 from ops.backend_lock import LockUnavailable, WaitStopped, advisory_key, libpq_conninfo, stack_lock
-from tests.pgserver import TeamBackend
+from tests.pgserver import DATABASE, ROLE, TeamBackend
 
 REPO = Path(__file__).resolve().parent.parent
 HOLDER = """
@@ -137,7 +137,7 @@ def test_control_plane_apply_waits_then_says_who_holds_the_stack(team_backend: T
 
 
 def test_an_unreachable_database_is_named_without_the_password(team_backend: TeamBackend) -> None:
-    wrong = team_backend.url.replace(f":{team_backend.password}@", ":not-the-password@")
+    wrong = team_backend.server.url(ROLE, "not-the-password", DATABASE)
     with pytest.raises(LockUnavailable) as refused:
         with stack_lock(wrong, "proj", "org1", title="an up", wait=0):
             pass
