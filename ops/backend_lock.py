@@ -65,11 +65,18 @@ class WaitStopped(Exception):
 
 
 def default_wait() -> float:
-    value = os.environ.get("ARTIFACT_STACK_LOCK_WAIT", "")
-    try:
-        return max(0.0, float(value)) if value else DEFAULT_WAIT_SECONDS
-    except ValueError:
+    """ARTIFACT_STACK_LOCK_WAIT (seconds), else DEFAULT_WAIT_SECONDS; ``LockUnavailable`` when it isn't a number."""
+    value = os.environ.get("ARTIFACT_STACK_LOCK_WAIT", "").strip()
+    if not value:
         return DEFAULT_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise LockUnavailable(f"ARTIFACT_STACK_LOCK_WAIT must be a number of seconds, 0 or more (got {value!r}); "
+                              f"unset it for the default, {DEFAULT_WAIT_SECONDS:.0f}")
+    return seconds
 
 
 def who() -> str:

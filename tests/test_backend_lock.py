@@ -6,6 +6,7 @@ spellings of the same backend, behave as they should. Holders are separate proce
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,3 +145,16 @@ def test_an_unreachable_database_is_named_without_the_password(team_backend: Tea
     message = str(refused.value)
     assert "password authentication failed for user \"pulumi_state\"" in message, message
     assert "not-the-password" not in message and team_backend.password not in message
+
+
+@pytest.mark.parametrize("value", ["ten", "-5", "nan"])
+def test_a_wait_setting_that_is_no_number_of_seconds_is_named(value: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTIFACT_STACK_LOCK_WAIT", value)
+    with pytest.raises(LockUnavailable, match=r"ARTIFACT_STACK_LOCK_WAIT must be a number of seconds, 0 or more "
+                                              rf"\(got '{re.escape(value)}'\); unset it for the default, 900"):
+        with stack_lock(f"file://{tmp_path}", "proj", "org1", title="an up"):
+            pass
+    monkeypatch.setenv("ARTIFACT_STACK_LOCK_WAIT", "2.5")
+    with stack_lock(f"file://{tmp_path}", "proj", "org1", title="an up"):
+        pass

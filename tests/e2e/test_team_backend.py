@@ -102,6 +102,7 @@ def test_slice_on_postgres_preview_killed_up_recovery_change_destroy(team_backen
         for command in doc_block("docs/real-slice.md", "When a run is interrupted"):
             done = cli.shell(command, extra_env={"PULUMI_SKIP_CONFIRMATIONS": "true"})
             assert done.returncode == 0, f"`{command}`:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        print("\n".join(cli.runs))  # shown when an assertion below fails
         assert pending_operations(s) == []
         sim = view(flysim, prefix)
         for role in ("nfs", "fly-router", "fly-exec"):
