@@ -29,6 +29,7 @@ in the user's org, through the Machines API; an app already gone is not an error
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets as pysecrets
 import shutil
@@ -44,6 +45,7 @@ from pulumi import automation as auto
 from pydantic import SecretStr
 
 import enginejob
+from enginejob.backend_lock import LockUnavailable, WaitStopped, stack_lock
 from fly.errors import FlyAuthError, FlyError, FlyNotFound
 
 from .account import Account, AccountError, AlreadyExists, check_account, connect, refuse_existing
@@ -126,7 +128,7 @@ class _Job:
         self._progress = progress
         for sub in ("work", "home", "tmp"):
             (self.root / sub).mkdir(exist_ok=True)
-        own_backend = backend_url is None
+        own_backend = self.own_backend = backend_url is None
         if own_backend:
             (self.root / "backend").mkdir()
             backend_url = f"file://{self.root / 'backend'}"
@@ -233,33 +235,59 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
         if ctx is not None:  # what a sweep says this job may have left, if it is killed from here on
             ctx.note(apps=[a for a in (settings.relay_app, settings.vm_app) if a not in account.existing_apps],
                      target=target.name, org=account.org_slug)
-        stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
-        job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
-        result, error, interrupted = _up(job, stack, ctx)
-        if error is not None or interrupted:
-            if interrupted:
-                failure, code = "interrupted before it finished", "interrupted"
-            elif isinstance(error, auto.CommandError):
-                failure, code = _failure_text(job, error), "failed"
-            else:
-                failure, code = f"{type(error).__name__}: {job.redact(str(error))}", "failed"
-            job.step(f"deploy failed: {failure}", "failed", "deploy")
-            if account.existing_apps:
-                # An update of a pair deployed before (the user's backend): its volume holds the agent's
-                # data, so a failed update leaves it as it is rather than destroying it.
-                job.step(f"{' and '.join(account.existing_apps)} existed before this deploy: left as they are "
-                         "(not rolled back); run the setup again to finish the update", "warning", "rollback")
-                return SetupResult(ok=False, failure=failure, left_behind=list(account.existing_apps), code=code)
-            left = _rollback(job, stack, target, credentials, settings)
-            return SetupResult(ok=False, failure=failure, left_behind=left, code=code)
-        assert result is not None
-        outputs = {k: v.value for k, v in result.outputs.items() if not v.secret}
-        relay_url = str(outputs.get("relay_url", target.public_url(settings.relay_app)))
-        job.step(f"healthy: {relay_url}/health answers ok; machine checks passing", "done", "deploy")
-        return SetupResult(ok=True, relay_url=relay_url, webhook_url=relay_url + webhook_path(settings.channel),
-                           next_step=next_step(settings, relay_url), outputs=outputs)
+        with contextlib.ExitStack() as held:
+            if not job.own_backend:  # the user's backend: other machines (CI, a teammate) may update this stack
+                try:
+                    held.enter_context(_backend_lock(job, settings, ctx))
+                except (enginejob.Busy, LockUnavailable, WaitStopped) as exc:
+                    words = "interrupted while waiting for the stack" if isinstance(exc, WaitStopped) else str(exc)
+                    job.step(words, "failed", "deploy")
+                    return SetupResult(ok=False, failure=job.redact(words), code={
+                        enginejob.Busy: "busy", WaitStopped: "interrupted"}.get(type(exc), "failed"))
+            return _deploy(job, settings, account, target, credentials, health_timeout, ctx)
     finally:
         job.close()
+
+
+def _backend_lock(job: _Job, settings: DeploySettings, ctx: JobContext | None) -> Any:
+    """The stack's lock at the user's backend (enginejob.backend_lock), shared with every entry point of the
+    project, waited for while saying who holds it; a cancel stops the wait."""
+    def waiting(holder: Any) -> None:
+        who = holder.sentence() if holder is not None else "another update of this stack is running"
+        job.step(f"waiting: {who}", "running", "backend-lock")
+
+    return stack_lock(str(job.backend_url), PROJECT, settings.prefix, title=f"a self-hosted deploy of "
+                      f"{settings.prefix!r}", on_wait=waiting, env=job.env,
+                      stop=(lambda: ctx.cancelled.is_set()) if ctx is not None else None)
+
+
+def _deploy(job: _Job, settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
+            health_timeout: int, ctx: JobContext | None) -> SetupResult:
+    stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
+    job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
+    result, error, interrupted = _up(job, stack, ctx)
+    if error is not None or interrupted:
+        if interrupted:
+            failure, code = "interrupted before it finished", "interrupted"
+        elif isinstance(error, auto.CommandError):
+            failure, code = _failure_text(job, error), "failed"
+        else:
+            failure, code = f"{type(error).__name__}: {job.redact(str(error))}", "failed"
+        job.step(f"deploy failed: {failure}", "failed", "deploy")
+        if account.existing_apps:
+            # An update of a pair deployed before (the user's backend): its volume holds the agent's
+            # data, so a failed update leaves it as it is rather than destroying it.
+            job.step(f"{' and '.join(account.existing_apps)} existed before this deploy: left as they are "
+                     "(not rolled back); run the setup again to finish the update", "warning", "rollback")
+            return SetupResult(ok=False, failure=failure, left_behind=list(account.existing_apps), code=code)
+        left = _rollback(job, stack, target, credentials, settings)
+        return SetupResult(ok=False, failure=failure, left_behind=left, code=code)
+    assert result is not None
+    outputs = {k: v.value for k, v in result.outputs.items() if not v.secret}
+    relay_url = str(outputs.get("relay_url", target.public_url(settings.relay_app)))
+    job.step(f"healthy: {relay_url}/health answers ok; machine checks passing", "done", "deploy")
+    return SetupResult(ok=True, relay_url=relay_url, webhook_url=relay_url + webhook_path(settings.channel),
+                       next_step=next_step(settings, relay_url), outputs=outputs)
 
 
 INTERRUPTED = "interrupted: stopping the deploy, then removing what it made"

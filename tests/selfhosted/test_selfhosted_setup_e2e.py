@@ -121,7 +121,8 @@ def test_existing_apps_without_their_state_are_not_taken_over(flysim: FlysimServ
 
 
 def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimServer, engine: Path, job_tmp: Path,
-                                                               tmp_path: Path, creds: dict[str, str]) -> None:
+                                                               tmp_path: Path, creds: dict[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     settings, credentials = parse({"prefix": "jill"}, {**creds, "fly_token": flysim.token})
     target = flysim_target(flysim.url)
     backend = f"file://{tmp_path / 'backend'}"
@@ -134,4 +135,15 @@ def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimSer
     assert second.ok, second.failure
     assert [c for c in flysim.calls() if c.get("mutating")] == []  # an up with nothing to change changes nothing
     assert not [s for s in steps if s.status == "running" and s.key.startswith("up:")]
+
+    # Another machine's update of the stack holds the backend's lock: waited for (said), then refused in words.
+    from enginejob.backend_lock import stack_lock
+
+    monkeypatch.setenv("ARTIFACT_STACK_LOCK_WAIT", "0.3")
+    steps.clear()
+    with stack_lock(backend, "selfhosted", "jill", title="a CI update", wait=0):
+        busy = setup(target, settings, credentials, steps.append, backend_url=backend, passphrase="pass-phrase-1")
+    assert not busy.ok and busy.code == "busy" and "a CI update by " in busy.failure
+    assert any(s.text.startswith("waiting: a CI update by ") for s in steps)
+    assert [c for c in flysim.calls() if c.get("mutating")] == []
     assert run_teardown(target, settings, flysim.token, lambda _s: None) == []
