@@ -21,7 +21,7 @@ from controlplane_helpers import REPO, SliceWorld
 
 # The mutating calls each step makes at Fly (leases apart: they guard an update, they change nothing).
 STEP_CALLS = {
-    ("create", "App"): ["Apps_create"], ("create", "IpAddress"): ["GraphQL:allocateIpAddress"],
+    ("create", "App"): ["Apps_create"], ("create", "IpAddress"): ["App_IPAssignments_create"],
     ("create", "AppSecrets"): ["Secrets_update"], ("update", "AppSecrets"): ["Secrets_update"],
     ("create", "Volume"): ["Volumes_create"], ("update", "Volume"): ["Volumes_extend"],
     ("replace", "Volume"): ["Volume_delete", "Volumes_create"],
@@ -105,7 +105,7 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             progress.append(message or "")
         applied = ok(await client.call_tool("infra_ensure_app", args, progress_callback=on_progress))
         assert [(s["op"], s["resource"]) for s in applied["steps"]] == [(s["op"], s["resource"]) for s in plan["steps"]]
-        assert mutating(world) == expected_calls(plan["steps"])
+        assert mutating(world) == expected_calls(plan["steps"]), (mutating(world), plan["steps"])
         assert bool(plan["steps"]) == bool(progress)
         return plan, applied
 
