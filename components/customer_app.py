@@ -100,8 +100,7 @@ class CustomerSettings(BaseModel):
     @classmethod
     def _image(cls, value: str) -> str:
         if problem := image_problem(value):
-            raise ValueError(f"is not an image reference: it {problem}" if not problem.startswith("is ")
-                             else problem)
+            raise ValueError(problem)
         return value
 
     @field_validator("env")
@@ -168,6 +167,14 @@ def field_problems(requested: dict[str, Any], base: dict[str, Any], registries: 
         own = [(where, words) for where, words in exc.problems if where in requested]
         if own:
             raise CustomerInputError(own) from None
+    size = {k: requested[k] for k in ("cpu_kind", "cpus", "memory_mb") if k in requested}
+    offered = sorted({n for counts in CPU_COUNTS.values() for n in counts})
+    if isinstance(size.get("cpus"), int) and size["cpus"] not in offered:
+        raise CustomerInputError([("cpus", f"{size['cpus']} is not a CPU count Fly offers; use one of {offered}")])
+    if isinstance(size.get("memory_mb"), int) and size["memory_mb"] % 256:
+        raise CustomerInputError([("memory_mb", f"{size['memory_mb']} is not a multiple of 256")])
+    if len(size) == 3:  # the whole size given: how it fits together needs nothing of the current settings
+        settings_from({**base, **requested}, registries=registries)
 
 
 def check_change(current: CustomerSettings | None, wanted: CustomerSettings) -> list[str]:
