@@ -118,7 +118,8 @@ class _Steps:
         if not detail:
             lines = [line.strip() for line in str(exc).splitlines() if "error" in line.lower()]
             detail = lines[-2:] or [type(exc).__name__]
-        return CustomerJobError(f"{doing} failed: {self.scrub(' | '.join(detail))[-1500:]}")
+        text = " | ".join(detail).replace("Exception calling application: ", "")
+        return CustomerJobError(f"{doing} failed: {self.scrub(text)[-1500:]}")
 
 
 def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:

@@ -207,3 +207,28 @@ def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manif
     assert sorted(c["operation"] for c in creates if c["status"] < 300) == ["Apps_create", "Machines_create",
                                                                            "Volumes_create"]
     assert world.admin().find_app(app) is None
+
+
+def test_a_machine_that_crashes_on_boot_is_reported_with_progress_first(world: SliceWorld, manifest_file: Path,
+                                                                        engine: dict[str, str], tmp_path: Path) -> None:
+    """Progress arrives while the run goes on; a crash on boot is the answer (from Fly's events), not a timeout."""
+    world.flysim.add_fault(kind="crash_on_boot", app="s1-cust-crash")
+    progress: list[str] = []
+
+    async def on_progress(_done: float, _total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async def scenario() -> tuple[str, dict[str, Any]]:
+        async with serve(manifest_file, world.token, engine, tmp_path / "server.log") as client:
+            crashed = error(await client.call_tool("infra_ensure_app", {"customer": "crash", "volume_size_gb": 0},
+                                                   progress_callback=on_progress))
+            world.flysim.clear_faults()
+            return crashed, ok(await client.call_tool("infra_destroy_app", {"customer": "crash"}))
+
+    try:
+        text, gone = anyio.run(scenario)
+    finally:
+        world.flysim.clear_faults()
+    assert "crashed on boot" in text and "exited with code 1" in text and "Traceback" not in text
+    assert "creating App app" in progress and "creating Machine machine" in progress
+    assert gone["destroyed"] and world.admin().find_app("s1-cust-crash") is None
