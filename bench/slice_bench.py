@@ -1,7 +1,7 @@
 """Benchmark: whole slices on flysim through the real engine, and the ratios that matter, in one run.
 Timings live here, never in tests.
 
-    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale] [--scale 1,4,8,16]
+    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale,customer] [--scale 1,4,8,16]
                   [--repeat 5] [--json PATH]
 
 Sections (all by default):
@@ -14,6 +14,8 @@ Sections (all by default):
               ratio to the critical path (needs `slice` in the same run for the ratio)
   scale       N slices brought up at once in one org on one flysim, rate limits on: how many converge, wall
               time, 429s, peak memory of this process and everything it started; then all destroyed
+  customer    the control plane's `infra_ensure_app` of a new customer (median of 3) against its own critical
+              path, a no-change call, a dry run, and 10 new customers at once (bench/customer_bench.py)
 Every section starts a fresh flysim (rate limits on, as on Fly). A table goes to stdout, everything to
 the JSON file (default artifacts/bench/slice-bench-<time>.json).
 """
@@ -42,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script (scripts/bench): the project's packages
     sys.path.insert(0, str(REPO))
 
+from bench import customer_bench  # noqa: E402
 from bench.critical_path import critical_path  # noqa: E402
 from bench.runbook import run_sequential  # noqa: E402
 from flysim.latency import get_profile  # noqa: E402
@@ -50,7 +53,7 @@ from fly import FlyConnection  # noqa: E402
 from ops.workspace import SliceStack, find_pulumi_bin, local_slice_stack  # noqa: E402
 
 ORG = "personal"
-SECTIONS = ("slice", "sequential", "scale")
+SECTIONS = ("slice", "sequential", "scale", "customer")
 # The calls it takes to bring a machine to `started` (the exit-event read of a release machine is not one).
 MACHINE_START_OPERATIONS = {"Machines_list", "Machines_create", "Machines_wait", "Machines_show", "Machines_start",
                             "Machines_update", "Machines_create_lease", "Machines_release_lease"}
@@ -283,6 +286,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"{'N = ' + str(r['n']):<16}{str(r['converged']) + '/' + str(r['n']):>10}{r['wall_seconds']:>9.2f}"
                          f"{r['slowest_up_seconds']:>10.2f}{r['calls']:>7}{r['rate_limited']:>6}{r['peak_memory_mb']:>9}  {errors}"
                          + (f"  LEFT: {', '.join(r['apps_left'])}" if r["apps_left"] else ""))
+    if report.get("customer"):
+        lines += customer_bench.render(report["customer"])
     return "\n".join(lines)
 
 
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error(f"--repeat: a positive whole number (got {args.repeat})")
     pulumi_bin = find_pulumi_bin()
-    if pulumi_bin is None and ({"slice", "scale"} & set(sections)):
+    if pulumi_bin is None and ({"slice", "scale", "customer"} & set(sections)):
         parser.error("the Pulumi engine is missing: run through scripts/bench (it sources scripts/setup.sh)")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -322,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             report["sequential_ratio"] = round(report["sequential"]["seconds"] / path["seconds"], 2)
     if "scale" in sections:
         report["scale"] = [bench_scale(n, args.latency, pulumi_bin) for n in sizes]
+    if "customer" in sections:
+        report["customer"] = customer_bench.bench_customers(args.latency, pulumi_bin)
     print(render(report))
     out = args.json or REPO / "artifacts" / "bench" / f"slice-bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
