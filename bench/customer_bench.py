@@ -43,10 +43,17 @@ def _manifest(flysim: FlysimServer) -> tuple[dict[str, Any], str]:
     with FlyClient(FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
                                          environ={})) as fly:
         fly.create_app(f"{PREFIX}-worker-pool", ORG)
+        # The NFS a dry run checks is visible: its app, its Flycast address, a started machine.
+        fly.create_app(f"{PREFIX}-nfs", ORG)
+        flycast = fly.assign_ip(f"{PREFIX}-nfs", "private_v6", org_slug=ORG)
+        nfs = fly.create_machine(f"{PREFIX}-nfs", {"image": "registry.fly.io/artifact-nfs:2026.11.1"}, region="syd")
+        fly.wait_machine(f"{PREFIX}-nfs", nfs.id, "started", instance_id=nfs.instance_id)
         org_id = fly.get_organization(ORG).id
         token = fly.create_org_token(org_id, f"{PREFIX}-control-plane")["token"]
     manifest = {"slice": PREFIX, "org": {"slug": ORG, "id": org_id, "name": ORG},
-                "apps": {"worker_pool": {"name": f"{PREFIX}-worker-pool", "region": "syd", "image": image,
+                "apps": {"nfs": {"name": f"{PREFIX}-nfs", "region": "syd", "flycast": flycast.ip,
+                                 "image": "registry.fly.io/artifact-nfs:2026.11.1"},
+                         "worker_pool": {"name": f"{PREFIX}-worker-pool", "region": "syd", "image": image,
                                          "machine_template": template}},
                 "fly": {"api_base_url": flysim.url, "flaps_base_url": flysim.url}}
     return manifest, token
@@ -110,8 +117,8 @@ def bench_customers(latency: str, pulumi_bin: Path, repeat: int = 3, concurrent:
                 seconds, ok, _ = await _timed_call(client, "infra_ensure_app", {"customer": "new0"})
                 result["no_change"] = {"seconds": round(seconds, 2), "ok": ok,
                                        "mutating": sum(c["mutating"] for c in flysim.calls())}
-                seconds, ok, _ = await _timed_call(client, "infra_ensure_app", {"customer": "dry", "dry_run": True})
-                result["dry_run_new"] = {"seconds": round(seconds, 2), "ok": ok}
+                seconds, ok, error = await _timed_call(client, "infra_ensure_app", {"customer": "dry", "dry_run": True})
+                result["dry_run_new"] = {"seconds": round(seconds, 2), "ok": ok, **({"error": error} if error else {})}
 
                 flysim.clear_calls()
                 outcomes: list[tuple[float, bool, str]] = []
@@ -148,7 +155,8 @@ def render(r: dict[str, Any]) -> list[str]:
         f"{r['critical_path_seconds']:.2f} s = {r['critical_path']}; {r['fresh_calls']['calls']} calls, "
         f"{r['fresh_calls']['mutating']} mutating, {r['fresh_calls']['rate_limited']} 429s)",
         f"{'customer: no change':<22}{r['no_change']['seconds']:>9.2f}  ({r['no_change']['mutating']} mutating calls)",
-        f"{'customer: dry run new':<22}{r['dry_run_new']['seconds']:>9.2f}",
+        f"{'customer: dry run new':<22}{r['dry_run_new']['seconds']:>9.2f}"
+        + ("" if r["dry_run_new"]["ok"] else f"  FAILED: {r['dry_run_new'].get('error', '')}"),
         f"{'customers at once':<22}{c['wall_seconds']:>9.2f}  ({c['converged']}/{c['n']} converged, slowest "
         f"{c['slowest_seconds']:.2f} s, {c['calls']} calls, {c['rate_limited']} 429s"
         + (f"; errors: {c['errors']}" if c["errors"] else "") + ")"
