@@ -166,7 +166,10 @@ def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         pulumi.export("secret_names", sorted(secrets))
         pulumi.export("secrets", pulumi.Output.secret(secrets))
 
-    stack = auto.create_or_select_stack(stack_name=payload["stack"], project_name=PROJECT, program=program, opts=opts)
+    if stack is None:
+        stack = auto.create_stack(stack_name=payload["stack"], project_name=PROJECT, program=program, opts=opts)
+    else:
+        stack.workspace.program = program  # the stack selected above: one CLI call less than selecting it again
     ctx.note(apps=[f"{payload['prefix']}-cust-{payload['customer']}"])
     steps = _Steps(ctx, scrub)
     result: dict[str, Any] = {"app": f"{payload['prefix']}-cust-{payload['customer']}", "stack": payload["stack"],
