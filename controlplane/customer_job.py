@@ -152,6 +152,14 @@ def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise CustomerJobError(f"invalid input: {exc}") from None
     secrets = current_secrets if given_secrets is None else dict(given_secrets)
     created_here = stack is None
+    app_name = f"{payload['prefix']}-cust-{payload['customer']}"
+    if created_here and payload.get("app_exists"):
+        # Not made through a customer stack (an older control plane, or by hand): adopting it would add a second
+        # machine and volume beside the ones it has.
+        raise CustomerJobError(
+            f"app {app_name} exists but has no customer stack in this backend, so its machine and volume are not "
+            f"known to the control plane; nothing was changed. Fix: destroy it (`fly apps destroy {app_name}`) and "
+            "call again, or check that the server uses the slice's backend (PULUMI_BACKEND_URL)")
 
     def program() -> None:
         connection = FlyConnectionArgs(api_base_url=payload["fly"].get("api_base_url") or None,

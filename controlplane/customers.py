@@ -152,9 +152,9 @@ class Customers:
                 "customer": customer, "org": self.slice.org}
 
     def ensure(self, customer: str, *, requested: dict[str, Any], secrets: dict[str, str] | None, dry_run: bool,
-               defaults: dict[str, Any], template: dict[str, Any], registries: list[str]) -> Run:
+               defaults: dict[str, Any], template: dict[str, Any], registries: list[str], app_exists: bool) -> Run:
         payload = {**self._payload(customer), "requested": requested, "secrets": secrets, "dry_run": dry_run,
-                   "defaults": defaults, "template": template, "registries": registries}
+                   "defaults": defaults, "template": template, "registries": registries, "app_exists": app_exists}
         # Identical calls join: the same customer, arguments (secrets included, as a digest held in memory only)
         # and mode.
         digest = hashlib.sha256(json.dumps([requested, secrets, dry_run], sort_keys=True).encode()).hexdigest()

@@ -197,10 +197,11 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
             except CustomerInputError as exc:
                 raise ControlPlaneError(f"invalid input: {exc}", "correct the named argument(s) and call again") \
                     from None
-            infra.preflight(checked, nfs=dry_run)
+            found = infra.preflight(checked, nfs=dry_run)
             return customers.ensure(checked, requested=requested, secrets=values, dry_run=dry_run, defaults=defaults,
                                     template=slice_.agent_template,
-                                    registries=sorted(set(map(registry_of, slice_.images))))
+                                    registries=sorted(set(map(registry_of, slice_.images))),
+                                    app_exists=found["exists"])
         return await customer_call("infra_ensure_app", op, ctx)
 
     @server.tool(name="infra_destroy_app", title="Destroy a customer app",

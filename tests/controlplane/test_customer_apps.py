@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from controlplane_helpers import REPO, SliceWorld
@@ -174,14 +174,18 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
 
 def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manifest_file: Path,
                                                        engine: dict[str, str], tmp_path: Path) -> None:
-    """10 identical calls for one new customer, five through each of two server processes on one backend: one
-    app, one machine, one volume, and every caller is told the same machine."""
+    """10 identical calls for one new customer, five through each of two server processes on one backend, the
+    first after a call that timed out on the client's side (it retries): one app, one machine, one volume, every
+    caller is told the same machine, and each server lists the org's apps once."""
     app = "s1-cust-rush"
 
     async def scenario() -> list[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(serve(manifest_file, world.token, engine,
                                                              tmp_path / f"server{i}.log")) for i in range(2)]
+            world.flysim.clear_calls()
+            with pytest.raises(MCPError, match="timed out"):  # the client gives up; the run goes on
+                await clients[0].call_tool("infra_ensure_app", {"customer": "rush"}, read_timeout_seconds=1.5)
             results: list[Any] = [None] * 10
 
             async def call(i: int) -> None:
@@ -203,6 +207,8 @@ def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manif
 
     outcomes = anyio.run(scenario)
     assert len({o["machine"]["id"] for o in outcomes}) == 1
+    listings = [c for c in world.flysim.calls() if c["operation"] == "Apps_list"]
+    assert len(listings) <= 2  # one per server process, shared by its concurrent calls
     creates = [c for c in world.flysim.calls() if c["operation"] in ("Apps_create", "Machines_create", "Volumes_create")]
     assert sorted(c["operation"] for c in creates if c["status"] < 300) == ["Apps_create", "Machines_create",
                                                                            "Volumes_create"]
@@ -220,6 +226,14 @@ def test_a_machine_that_crashes_on_boot_is_reported_with_progress_first(world: S
 
     async def scenario() -> tuple[str, dict[str, Any]]:
         async with serve(manifest_file, world.token, engine, tmp_path / "server.log") as client:
+            # An app of the customer's name made outside a customer stack is not adopted (it would get a second
+            # machine and volume): refused, nothing changed.
+            with world.admin() as fly:
+                fly.create_app("s1-cust-legacy", "personal")
+            world.flysim.clear_calls()
+            legacy = error(await client.call_tool("infra_ensure_app", {"customer": "legacy"}))
+            assert "app s1-cust-legacy exists but has no customer stack" in legacy and mutating(world) == []
+            world.admin().delete_app("s1-cust-legacy")
             crashed = error(await client.call_tool("infra_ensure_app", {"customer": "crash", "volume_size_gb": 0},
                                                    progress_callback=on_progress))
             world.flysim.clear_faults()
