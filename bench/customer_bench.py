@@ -72,9 +72,14 @@ async def _server(manifest: Path, token: str, env: dict[str, str], log: Path) ->
             yield client
 
 
-async def _timed_call(client: Any, tool: str, args: dict[str, Any]) -> tuple[float, bool, str]:
+async def _timed_call(client: Any, tool: str, args: dict[str, Any],
+                      marks: list[tuple[float, str]] | None = None) -> tuple[float, bool, str]:
     started = time.perf_counter()
-    result = await client.call_tool(tool, args)
+
+    async def progress(_done: float, _total: float | None, message: str | None) -> None:
+        if marks is not None:
+            marks.append((time.perf_counter() - started, message or ""))
+    result = await client.call_tool(tool, args, progress_callback=progress)
     seconds = time.perf_counter() - started
     return seconds, not result.is_error, result.content[0].text[:200] if result.is_error else ""
 
@@ -101,11 +106,15 @@ def bench_customers(latency: str, pulumi_bin: Path, repeat: int = 3, concurrent:
                 fresh: list[float] = []
                 for i in range(repeat):
                     flysim.clear_calls()
-                    seconds, ok, error = await _timed_call(client, "infra_ensure_app", {"customer": f"new{i}"})
+                    marks: list[tuple[float, str]] = []
+                    seconds, ok, error = await _timed_call(client, "infra_ensure_app", {"customer": f"new{i}"}, marks)
                     if not ok:
                         result["error"] = error
                         return
                     fresh.append(round(seconds, 2))
+                    if marks:  # before the engine's first step at Fly, and after its last
+                        result.setdefault("head_seconds", []).append(round(marks[0][0], 2))
+                        result.setdefault("tail_seconds", []).append(round(seconds - marks[-1][0], 2))
                     if i == 0:
                         calls = flysim.calls()
                         result["fresh_calls"] = {"calls": len(calls), "mutating": sum(c["mutating"] for c in calls),
@@ -154,6 +163,10 @@ def render(r: dict[str, Any]) -> list[str]:
         f"{', '.join(f'{x:.2f}' for x in r['fresh_runs'])} s; {r['ratio']:.2f} x its critical path "
         f"{r['critical_path_seconds']:.2f} s = {r['critical_path']}; {r['fresh_calls']['calls']} calls, "
         f"{r['fresh_calls']['mutating']} mutating, {r['fresh_calls']['rate_limited']} 429s)",
+        f"{'  before / after Fly':<22}{statistics.median(r.get('head_seconds') or [0]):>9.2f}  s before the engine's "
+        f"first step (job process, stack select, settings read, engine start), median; "
+        f"{statistics.median(r.get('tail_seconds') or [0]):.2f} s after its last (the Automation API's reads, job "
+        "end)",
         f"{'customer: no change':<22}{r['no_change']['seconds']:>9.2f}  ({r['no_change']['mutating']} mutating calls)",
         f"{'customer: dry run new':<22}{r['dry_run_new']['seconds']:>9.2f}"
         + ("" if r["dry_run_new"]["ok"] else f"  FAILED: {r['dry_run_new'].get('error', '')}"),
