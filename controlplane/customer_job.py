@@ -72,6 +72,16 @@ def _select(payload: dict[str, Any], opts: Any, program: Any = None) -> Any | No
         return None
 
 
+def _outputs(stack: Any) -> dict[str, Any]:
+    """The stack's outputs, secrets in plain text, in one CLI call (``Stack.outputs`` makes two, the second only to
+    mark which are secret: this program knows, ``secrets`` is)."""
+    import json
+
+    result = stack.workspace._run_pulumi_cmd_sync(["stack", "output", "--json", "--show-secrets", "--stack",
+                                                    stack.name])
+    return dict(json.loads(result.stdout or "{}"))
+
+
 class _Steps:
     """The engine's events as steps (op, resource, changed keys) and progress for the caller."""
 
@@ -138,10 +148,10 @@ def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     current_values: dict[str, Any] | None = None
     current_secrets: dict[str, str] = {}
     if stack is not None:
-        outputs = stack.outputs()
+        outputs = _outputs(stack)
         if "settings" in outputs:
-            current_values = dict(outputs["settings"].value)
-            current_secrets = dict(outputs["secrets"].value or {}) if "secrets" in outputs else {}
+            current_values = dict(outputs["settings"])
+            current_secrets = dict(outputs.get("secrets") or {})
     scrub = _Scrub([*scrub.values, *current_secrets.values()])
     base = current_values or payload["defaults"]
     try:
