@@ -85,8 +85,8 @@ def _outputs(stack: Any) -> dict[str, Any]:
 class _Steps:
     """The engine's events as steps (op, resource, changed keys) and progress for the caller."""
 
-    def __init__(self, ctx: JobContext, scrub: _Scrub) -> None:
-        self.ctx, self.scrub = ctx, scrub
+    def __init__(self, ctx: JobContext, scrub: _Scrub, *, preview: bool = False) -> None:
+        self.ctx, self.scrub, self.preview = ctx, scrub, preview
         self.steps: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
 
@@ -109,7 +109,7 @@ class _Steps:
                 step["op"] = "replace"
             step["changed"] = sorted(set(step["changed"]) | set(meta.diffs or []) | set(meta.keys or [])
                                      if op in ("update", "replace") else step["changed"])
-            self.ctx.emit({"kind": "step", "op": step["op"], "resource": name, "type": kind,
+            self.ctx.emit({"kind": "step", "op": step["op"], "resource": name, "type": kind, "preview": self.preview,
                            "status": "done" if done is not None else "running"})
         elif failed is not None:
             self.ctx.emit({"kind": "step", "status": "failed"})
@@ -189,7 +189,7 @@ def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     else:
         stack.workspace.program = program  # the stack selected above: one CLI call less than selecting it again
     ctx.note(apps=[f"{payload['prefix']}-cust-{payload['customer']}"])
-    steps = _Steps(ctx, scrub)
+    steps = _Steps(ctx, scrub, preview=payload["dry_run"])
     result: dict[str, Any] = {"app": f"{payload['prefix']}-cust-{payload['customer']}", "stack": payload["stack"],
                               "settings": wanted.model_dump(), "secret_names": sorted(secrets), "notes": notes}
     try:

@@ -103,6 +103,8 @@ def describe(event: dict[str, Any]) -> str:
             return "a step failed"
         what = {"create": "creating", "update": "updating", "replace": "replacing", "delete": "deleting"}.get(
             event.get("op", ""), event.get("op", ""))
+        if event.get("preview"):
+            return f"would {event.get('op', '')} {event.get('type', '')} {event.get('resource', '')}"
         if event.get("status") == "done":
             return f"{event.get('type', '')} {event.get('resource', '')}: done"
         return f"{what} {event.get('type', '')} {event.get('resource', '')}"
