@@ -107,8 +107,10 @@ class _Steps:
             step = self.steps.setdefault(name, {"op": shown, "resource": name, "type": kind, "changed": []})
             if op == "replace" or shown == "replace":
                 step["op"] = "replace"
-            step["changed"] = sorted(set(step["changed"]) | set(meta.diffs or []) | set(meta.keys or [])
-                                     if op in ("update", "replace") else step["changed"])
+            if op in ("update", "replace", "create-replacement", "delete-replaced"):
+                step["changed"] = sorted(set(step["changed"]) | set(meta.diffs or []) | set(meta.keys or []))
+            if self.preview and done is not None:
+                return  # a preview's step is one line: what would be done
             self.ctx.emit({"kind": "step", "op": step["op"], "resource": name, "type": kind, "preview": self.preview,
                            "status": "done" if done is not None else "running"})
         elif failed is not None:
