@@ -139,6 +139,14 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             with world.admin() as fly:
                 assert set(fly.list_secret_names(app)) == {"API_KEY"}
 
+            # New secrets (the old one unset) and a cleared env: the secrets, then the machine, updated in place.
+            plan, _ = await pair(client, {"customer": "acme", "secrets": {"NEW_KEY": "value-9876543210"}, "env": {}})
+            assert [(s["op"], s["type"]) for s in plan["steps"]] == [("update", "AppSecrets"), ("update", "Machine")]
+            [updated], _ = live(world, app)
+            assert updated.id == machine.id and "TIER" not in updated.config["env"]
+            with world.admin() as fly:
+                assert set(fly.list_secret_names(app)) == {"NEW_KEY"}
+
             # Volume grow: extended in place.
             plan, _ = await pair(client, {"customer": "acme", "volume_size_gb": 3})
             assert [(s["op"], s["type"]) for s in plan["steps"]] == [("update", "Volume")]
@@ -169,7 +177,8 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
 
     anyio.run(scenario)
     audit = (tmp_path / "server.audit.jsonl").read_text()
-    assert "value-0123456789" not in audit and "value-0123456789" not in (tmp_path / "server.log").read_text()
+    for secret in ("value-0123456789", "value-9876543210"):
+        assert secret not in audit and secret not in (tmp_path / "server.log").read_text()
 
 
 def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manifest_file: Path,
