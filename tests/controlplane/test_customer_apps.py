@@ -5,9 +5,12 @@ call log are those steps), and concurrent callers on one server and on two."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -255,3 +258,66 @@ def test_a_machine_that_crashes_on_boot_is_reported_with_progress_first(world: S
     assert "crashed on boot" in text and "exited with code 1" in text and "Traceback" not in text
     assert "creating App app" in progress and "creating Machine machine" in progress
     assert gone["destroyed"] and world.admin().find_app("s1-cust-crash") is None
+
+
+def _server_pid(manifest_file: Path) -> int:
+    """The `controlplane serve` process this test started (a child of this process)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"serve" in cmdline and str(manifest_file).encode() in cmdline:
+            return int(entry.name)
+    raise AssertionError("the server process was not found")
+
+
+def test_a_server_killed_mid_run_leaves_no_engine_and_the_next_call_converges(
+        world: SliceWorld, manifest_file: Path, engine: dict[str, str], tmp_path: Path) -> None:
+    """SIGKILL of the server while the customer's machine is being made: the job process sees its parent gone and
+    stops the engine; nothing of it outlives it; a new server's call ends with one app, one machine, one volume."""
+    from enginejob import procs
+
+    jobs = str(Path(engine["ARTIFACT_STATE_DIR"]) / "jobs")
+
+    async def killed() -> None:
+        machine_step = anyio.Event()
+
+        async def on_progress(_done: float, _total: float | None, message: str | None) -> None:
+            if (message or "").startswith("creating Machine"):
+                machine_step.set()
+        with anyio.move_on_after(120):
+            try:
+                async with serve(manifest_file, world.token, engine, tmp_path / "server.log") as client:
+                    async with anyio.create_task_group() as tasks:
+                        async def call() -> None:
+                            with contextlib.suppress(Exception):
+                                await client.call_tool("infra_ensure_app", {"customer": "killed"},
+                                                       progress_callback=on_progress)
+                        tasks.start_soon(call)
+                        await machine_step.wait()
+                        assert procs.marked(jobs)  # the engine run is going
+                        os.kill(_server_pid(manifest_file), signal.SIGKILL)
+            except BaseException as exc:  # noqa: BLE001 - the connection ends with the server
+                if isinstance(exc, AssertionError):
+                    raise
+
+    anyio.run(killed)
+    deadline = time.monotonic() + 60
+    while procs.marked(jobs):  # the job stops its engine and goes: nothing of it may stay
+        assert time.monotonic() < deadline, f"left running: {procs.marked(jobs)}"
+        time.sleep(0.2)
+
+    async def again() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with serve(manifest_file, world.token, engine, tmp_path / "server2.log") as client:
+            made = ok(await client.call_tool("infra_ensure_app", {"customer": "killed"}))
+            machines, volumes = live(world, "s1-cust-killed")
+            assert [m.id for m in machines] == [made["machine"]["id"]] and len(volumes) == 1
+            return made, ok(await client.call_tool("infra_destroy_app", {"customer": "killed"}))
+
+    made, gone = anyio.run(again)
+    assert made["machine"]["state"] == "started" and gone["destroyed"]
+    assert world.admin().find_app("s1-cust-killed") is None
