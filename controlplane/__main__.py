@@ -80,6 +80,10 @@ def serve(args: argparse.Namespace) -> int:
     audit = AuditLog(audit_path, secrets)
     stacks = {s for s in (args.stack, slice_.prefix) if s}
     provisioner = Provisioner(allowed_stacks=stacks, work_dir=args.work_dir or REPO, secrets=secrets)
+    import enginejob
+
+    for swept in enginejob.Runner().sweep():  # engine runs a killed server left: say what they may have left
+        print(f"controlplane: {swept.sentence()}", file=sys.stderr)
     with Infra(slice_, connection, allow_writes=args.allow_writes) as infra:
         server = build_server(infra, audit=audit, provisioner=provisioner, secrets=secrets,
                               reload_manifest=(lambda: _load(args)) if args.stack else None)

@@ -127,8 +127,6 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
 
     if customers is None:
         customers = Customers.from_environment(slice_, infra.connection.token.get_secret_value(), forget=infra.forget)
-        for swept in customers.runner.sweep():  # engine runs a killed server left: say what they may have left
-            log.warning("%s", swept.sentence())
 
     async def customer_call(tool: str, op: Callable[[], Any], ctx: Context | None) -> dict[str, Any]:
         """Checks and preflight on a worker thread, then the engine run (started or joined), its events sent
