@@ -27,16 +27,14 @@ from fly.appconfig.schema import PRESETS
 from fly.providers import App, AppSecrets, FlyConnectionArgs, IpAddress, Machine, Volume, inherit_connection
 from fly.regions import region_problem
 
+from controlplane.guard import CUSTOMER_MARKER
+
 from .config import image_problem, looks_secret
 
-# Fly app names are DNS labels: 63 characters, of which `<prefix>-cust-` takes its share.
-APP_NAME_MAX = 63
-CUSTOMER_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Set by the slice on every customer machine; a caller's env must not override who the machine is.
 RESERVED_ENV = frozenset({"ARTIFACT_CUSTOMER", "PRIMARY_REGION", "FLY_PROCESS_GROUP"})
 RESERVED_ENV_PREFIXES = ("FLY_", "DC_")
-CUSTOMER_KEY = "artifact_customer"  # machine metadata: the customer marker
 VOLUME_NAME = "data"
 VOLUME_PATH = "/data"
 MACHINE_NAME = "agent"
@@ -51,19 +49,6 @@ class CustomerInputError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{where}: {words}" for where, words in problems))
-
-
-def customer_problem(customer: Any, prefix: str) -> str | None:
-    if not isinstance(customer, str) or not customer:
-        return "customer: is empty; give a customer id such as 'acme-1'"
-    longest = APP_NAME_MAX - len(f"{prefix}-cust-")
-    if len(customer) > longest:
-        return (f"customer: is too long ({len(customer)} characters); the app name {prefix}-cust-<customer> is a DNS "
-                f"label, so a customer id of slice {prefix} has at most {longest}")
-    if not CUSTOMER_RE.fullmatch(customer) or "--" in customer:
-        return ("customer: must be lowercase letters, digits and single dashes, starting and ending with a letter or "
-                "digit (e.g. 'acme-1'); check for spaces or line breaks pasted with it")
-    return None
 
 
 def registry_of(image: str) -> str:
@@ -211,7 +196,7 @@ def machine_config(template: dict[str, Any], settings: CustomerSettings, *, cust
                                            "ports": [{"port": 80, "handlers": ["http"], "force_https": True},
                                                      {"port": 443, "handlers": ["tls", "http"]}]}]
     config["services"] = [{**s, "autostop": settings.auto_stop, "autostart": settings.auto_start} for s in services]
-    config["metadata"] = {**(config.get("metadata") or {}), CUSTOMER_KEY: customer}
+    config["metadata"] = {**(config.get("metadata") or {}), CUSTOMER_MARKER: customer}
     if volume_id is not None:
         config["mounts"] = [{"volume": volume_id, "path": VOLUME_PATH, "name": VOLUME_NAME}]
     return config

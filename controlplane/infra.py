@@ -20,12 +20,9 @@ from typing import Any, Callable
 from fly import FlyAuthError, FlyClient, FlyConnection, FlyError, FlyNotFound
 
 from .errors import ControlPlaneError, from_fly, token_rejected
-from .guard import Guard
+from .guard import CUSTOMER_MARKER, Guard
 from .manifest import Slice
 
-# The customer marker in a customer machine's metadata (components.customer_app.CUSTOMER_KEY, which this
-# module does not import: it imports Pulumi, and phase 6's CLI runs without it).
-CUSTOMER_KEY = "artifact_customer"
 # How long a look-up that found an app in the slice's org is reused: phase 6 and one tool call ask about
 # the same app several times, and Fly limits Apps_show to a burst of 3 per app.
 APP_CACHE_SECONDS = 30.0
@@ -69,7 +66,8 @@ class Infra:
     def __init__(self, slice_: Slice, connection: FlyConnection, *, allow_writes: bool = False,
                  client: FlyClient | None = None) -> None:
         self.slice = slice_
-        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes)
+        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes,
+                           slice_apps=[a.name for a in slice_.apps.values()])
         self._connection = connection
         self.fly = client or FlyClient(connection)
         self._apps: dict[str, tuple[float, dict[str, Any] | None]] = {}
@@ -170,8 +168,8 @@ class Infra:
         machines = self._fly(f"list the machines of {app}", self.fly.list_machines, app)
         return [{"id": m.id, "name": m.name, "state": m.state, "region": m.region,
                  "image": m.config.get("image"), "updated_at": m.updated_at,
-                 **({"customer": m.config["metadata"][CUSTOMER_KEY]}
-                    if CUSTOMER_KEY in (m.config.get("metadata") or {}) else {})}
+                 **({"customer": m.config["metadata"][CUSTOMER_MARKER]}
+                    if CUSTOMER_MARKER in (m.config.get("metadata") or {}) else {})}
                 for m in machines if m.state != "destroyed"]
 
     def private_addresses(self, app: str) -> list[str]:
