@@ -268,7 +268,9 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         def op() -> Any:
             checked = _customer(customer)
             infra.guard.write("infra_destroy_app")
-            infra.guard.app(customers.stack(checked))
+            name = infra.guard.app(customers.stack(checked))
+            if infra.find_app(name) is not None:  # an app of that name must be this customer's, by its marker
+                infra.guard.customer_marker(name, checked, infra.list_machines(name))
             return customers.destroy(checked)
         return await customer_call("infra_destroy_app", op, ctx)
 

@@ -57,9 +57,9 @@ CREDENTIAL = "fm2_" + "a1B2c3D4e5F6g7H8i9J0kLmN"
     ({"image": "not a valid image !!"}, "image: contains a space"),
     ({"image": "ghcr.io/someone/agent:1"}, "image: its registry is not one the slice uses; use an image from "
                                            "registry.fly.io"),
-    ({"customer": "acme\n"}, "customer: must be lowercase letters, digits and single dashes"),
-    ({"customer": "Acme_Corp"}, "customer: must be lowercase letters, digits and single dashes"),
-    ({"customer": "c" * 56}, "customer: is too long (56 characters); the app name s1-cust-<customer> is a DNS label"),
+    ({"customer": "acme\n"}, "customer: must be lowercase letters, digits and dashes"),
+    ({"customer": "Acme_Corp"}, "customer: must be lowercase letters, digits and dashes"),
+    ({"customer": "c" * 56}, "customer: 56 characters is too long: the app name s1-cust-<customer> allows 55"),
     ({"secrets": {"KEY": ["sk_live_wrongly_typed_0123456789"]}}, "secrets.KEY: is not text"),
 ])
 def test_invalid_input_is_refused_before_any_call(world: SliceWorld, tmp_path: Path, args: dict, expected: str) -> None:
