@@ -134,7 +134,7 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
 
             # A partial call changes only what it names: memory; env, secrets, cpus, volume are kept.
             plan, _ = await pair(client, {"customer": "acme", "memory_mb": 2048})
-            assert [(s["op"], s["type"]) for s in plan["steps"]] == [("update", "Machine")]
+            assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [("update", "Machine", ["config"])]
             [updated], _ = live(world, app)
             assert updated.id == machine.id
             assert updated.config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
@@ -144,7 +144,8 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
 
             # New secrets (the old one unset) and a cleared env: the secrets, then the machine, updated in place.
             plan, _ = await pair(client, {"customer": "acme", "secrets": {"NEW_KEY": "value-9876543210"}, "env": {}})
-            assert [(s["op"], s["type"]) for s in plan["steps"]] == [("update", "AppSecrets"), ("update", "Machine")]
+            assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [
+                ("update", "AppSecrets", ["values"]), ("update", "Machine", ["config", "min_secrets_version"])]
             [updated], _ = live(world, app)
             assert updated.id == machine.id and "TIER" not in updated.config["env"]
             with world.admin() as fly:
@@ -152,7 +153,7 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
 
             # Volume grow: extended in place.
             plan, _ = await pair(client, {"customer": "acme", "volume_size_gb": 3})
-            assert [(s["op"], s["type"]) for s in plan["steps"]] == [("update", "Volume")]
+            assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [("update", "Volume", ["size_gb"])]
             _, [grown] = live(world, app)
             assert grown.id == volume.id and grown.size_gb == 3
 
@@ -165,6 +166,7 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             # Region: the dry run says replace and that the data does not move; the apply does that, no orphan.
             plan, moved = await pair(client, {"customer": "acme", "region": "iad"})
             assert {(s["op"], s["type"]) for s in plan["steps"]} == {("replace", "Volume"), ("replace", "Machine")}
+            assert next(s for s in plan["steps"] if s["type"] == "Volume")["changed"] == ["region"]
             assert any("the data does not move" in n for n in plan["notes"])
             [machine], [volume] = live(world, app)
             assert machine.region == "iad" and volume.region == "iad" and volume.size_gb == 3
