@@ -29,6 +29,7 @@ imported in them only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +40,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from enginejob import Busy
+from enginejob.backend_lock import LockUnavailable, backend_url_of, project_of, stack_lock
 
 from .errors import ControlPlaneError
 from .guard import scrub
@@ -56,6 +60,28 @@ OUTCOMES_KEPT = 64
 # How long a preview or apply waits for another one of the same stack (this server's or another's) to end:
 # not at all, the caller hears at once who holds it (an engine run takes longer than a caller should wait).
 LOCK_WAIT_SECONDS = 0.0
+# The backend's own lock of the stack (an advisory lock on a postgres:// team backend), taken by the apply's
+# job around its last check and the update: MCP clients give up on a call after about 60 s, so it waits less.
+STACK_LOCK_WAIT = 45.0
+
+
+@contextlib.contextmanager
+def _held(lock: Any) -> Iterator[None]:
+    try:
+        with lock:
+            yield
+    except Busy as exc:
+        raise ControlPlaneError(f"the stack is busy: {exc}", "apply again once that update has finished") from None
+    except LockUnavailable as exc:
+        raise ControlPlaneError(str(exc), "fix the backend's connection settings of this server, then apply again") \
+            from None
+
+
+def backend_stack_lock(work_dir: Path, stack: str) -> Any:
+    """The stack's lock at its backend (enginejob/backend_lock.py), shared with every other entry point and
+    machine on that backend; waits up to STACK_LOCK_WAIT, then says who holds it."""
+    return _held(stack_lock(backend_url_of(), project_of(work_dir), stack, title="infra_provision_org (apply)",
+                            wait=STACK_LOCK_WAIT))
 
 
 def _digest(value: Any) -> str:
@@ -274,6 +300,10 @@ def apply_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         planned = Plan.from_json(payload["plan"])
         work_dir = Path(payload["work_dir"])
+        with backend_stack_lock(work_dir, planned.stack):
+            return checked_up(planned, work_dir)
+
+    def checked_up(planned: Plan, work_dir: Path) -> dict[str, Any]:
         selected = _select(ctx, payload)
         # Config and code first: they need no engine run, and a change there is a change of the plan.
         config, shown, code = _now(selected, work_dir)
@@ -314,6 +344,9 @@ class Provisioner:
         self._outcomes: dict[str, Outcome] = {}
         self._lock = threading.Lock()
         self._plan_dir: Path | None = None
+
+    def _stack_lock(self, stack: str) -> Any:
+        return backend_stack_lock(self.work_dir, stack)
 
     def _check_stack(self, stack: str) -> None:
         if stack not in self.allowed_stacks:
