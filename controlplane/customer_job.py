@@ -134,7 +134,27 @@ class _Steps:
         return CustomerJobError(f"{doing} failed: {self.scrub(text)[-1500:]}")
 
 
+def _locked(ctx: JobContext, payload: dict[str, Any]) -> Any:
+    """The customer stack's lock at its backend (``enginejob.backend_lock``: an advisory lock on a postgres://
+    backend, a flock beside a file:// one), the lock every entry point of the project takes around a write of a
+    stack: server processes on one backend, on one machine or several, take turns; ``Busy`` after ``lock_wait``."""
+    from enginejob.backend_lock import stack_lock
+
+    return stack_lock(payload["backend_url"], PROJECT, payload["stack"], title=payload["title"],
+                      wait=payload["lock_wait"], stop=ctx.cancelled.is_set)
+
+
 def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    with _locked(ctx, payload):
+        return _ensure(ctx, payload)
+
+
+def destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    with _locked(ctx, payload):
+        return _destroy(ctx, payload)
+
+
+def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Preview (``dry_run``) or update the customer's stack to the requested settings; omitted settings keep
     what the stack's last apply set. Returns the steps (the preview's, or the ones the update made)."""
     import pulumi
@@ -219,7 +239,7 @@ def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
                 pass
 
 
-def destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """``pulumi destroy`` of the customer's stack (machine, then volume, secrets and address, then the app), then
     the stack's removal. A customer without a stack is a no-op."""
     from pulumi import automation as auto

@@ -1,7 +1,7 @@
-"""Customer apps, server side: every engine run of a customer's stack is an ``enginejob`` job process under the
-lock of that stack, so two server processes on one backend serialise (a caller waits up to ``lock_wait``
-seconds, then is told who holds it); identical calls that arrive while a run is in flight in this server join
-it, and every one of them gets its outcome and its progress.
+"""Customer apps, server side: every engine run of a customer's stack is an ``enginejob`` job process that holds
+the stack's lock at its backend (``enginejob.backend_lock``), so server processes on one backend take turns (a
+caller waits up to ``lock_wait`` seconds, then is told who holds it); identical calls that arrive while a run is
+in flight in this server join it, and every one of them gets its outcome and its progress.
 
 The run itself is ``controlplane.customer_job`` (the ``CustomerApp`` component through the Automation API).
 """
@@ -137,9 +137,6 @@ class Customers:
     def stack(self, customer: str) -> str:
         return f"{self.slice.prefix}-cust-{customer}"
 
-    def lock_key(self, customer: str) -> str:
-        return f"controlplane-customer/{self.backend_url}/{self.stack(customer)}"
-
     def _payload(self, customer: str) -> dict[str, Any]:
         if not self.backend_url:
             raise ControlPlaneError("customer apps are Pulumi stacks in the slice's backend, and this server has none "
@@ -183,17 +180,23 @@ class Customers:
         result: dict[str, Any] | None = None
         error: ControlPlaneError | None = None
         try:
-            job = self.runner.start(entry, payload, kind=kind, title=f"{run.title} (server process {os.getpid()})",
-                                    key=self.lock_key(customer), wait=self.lock_wait, on_event=run.add_event)
+            title = f"{run.title} (control plane process {os.getpid()})"
+            job = self.runner.start(entry, {**payload, "title": title, "lock_wait": self.lock_wait}, kind=kind,
+                                    title=title, on_event=run.add_event)
             result = job.wait()
-        except enginejob.Busy as exc:
-            error = ControlPlaneError(f"customer {customer} is busy: {exc}",
-                                      "call again once that call has finished (its outcome is then the current state)")
         except enginejob.JobFailed as exc:
             message = str(exc)
-            fix = ("correct the named argument(s) and call again" if message.startswith("invalid input")
-                   else "read the failure above; fix what it names, then call again (a rerun adopts what was made)")
-            error = ControlPlaneError(message, fix)
+            if exc.kind == "Busy":
+                error = ControlPlaneError(f"customer {customer} is busy: {message}",
+                                          "call again once that call has finished (its outcome is then the current "
+                                          "state)")
+            elif exc.kind == "LockUnavailable":
+                error = ControlPlaneError(message, "fix the backend's connection settings of this server, then call "
+                                                   "again")
+            else:
+                fix = ("correct the named argument(s) and call again" if message.startswith("invalid input")
+                       else "read the failure above; fix what it names, then call again (a rerun adopts what was made)")
+                error = ControlPlaneError(message, fix)
         except enginejob.JobDied as exc:
             error = ControlPlaneError(f"the engine run of customer {customer} ended without an outcome ({exc})",
                                       "call again: the rerun adopts what the cut-short run made")
