@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import anyio
 import pytest
@@ -221,6 +221,10 @@ def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manif
 
     outcomes = anyio.run(scenario)
     assert len({o["machine"]["id"] for o in outcomes}) == 1
+    # A new customer takes the worker pool's template: its guest, its auto stop.
+    template = world.manifest["apps"]["worker_pool"]["machine_template"]
+    assert {k: outcomes[0]["settings"][k] for k in ("cpu_kind", "cpus", "memory_mb")} == template["guest"]
+    assert outcomes[0]["settings"]["auto_stop"] == template["services"][0]["autostop"]
     listings = [c for c in world.flysim.calls() if c["operation"] == "Apps_list"]
     assert len(listings) <= 2  # one per server process, shared by its concurrent calls
     creates = [c for c in world.flysim.calls() if c["operation"] in ("Apps_create", "Machines_create", "Volumes_create")]
