@@ -133,6 +133,27 @@ def _strings(argument: str, values: dict[str, Any]) -> dict[str, str]:
     return dict(values)
 
 
+async def refusals_without_values(ctx: Any, call_next: Any) -> Any:
+    """Middleware: the SDK's own refusal of arguments that fail the tool's schema repeats each rejected value
+    (pydantic's ``input_value=...``), which may be a secret sent in the wrong place: the caller gets the
+    argument and the problem, not the value."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/call":
+        return result
+    is_error = result.get("isError") if isinstance(result, dict) else getattr(result, "is_error", False)
+    content = (result.get("content") if isinstance(result, dict) else getattr(result, "content", None)) or []
+    for item in content if is_error else []:
+        text = item.get("text") if isinstance(item, dict) else getattr(item, "text", None)
+        if isinstance(text, str) and "input_value=" in text:
+            cleaned = "\n".join(line for line in _no_values(text).splitlines()
+                                if "errors.pydantic.dev" not in line)
+            if isinstance(item, dict):
+                item["text"] = cleaned
+            else:
+                item.text = cleaned
+    return result
+
+
 def _no_values(text: str) -> str:
     """pydantic's messages echo the rejected value (``input_value=...``), which may be a secret."""
     return INPUT_VALUE.sub("input_value=[redacted], ", text)
@@ -147,7 +168,8 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
     HTTP transport's authentication (``controlplane.httpauth``). ``customers``: where customer apps' engine
     runs go (default: the slice's backend from the Pulumi environment, ``Customers.from_environment``)."""
     server = MCPServer("artifact-controlplane", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING",
-                       middleware=[audited(audit)], token_verifier=token_verifier, auth=auth)
+                       middleware=[audited(audit), refusals_without_values], token_verifier=token_verifier,
+                       auth=auth)
     slice_ = infra.slice
 
     def run(tool: str, args: dict[str, Any], op: Callable[[], Any]) -> Any:

@@ -157,7 +157,8 @@ def test_redact_hides_secret_arguments_and_known_values() -> None:
 
 def test_calls_the_sdk_refuses_are_audited_without_values(world: SliceWorld, tmp_path: Path) -> None:
     secret = "sk_live_wrongly_typed_0123456789"
-    _call(world, tmp_path, "infra_ensure_app", {"customer": "acme", "secrets": [secret]}, sdk_refused=True)
+    text = _call(world, tmp_path, "infra_ensure_app", {"customer": "acme", "secrets": [secret]}, sdk_refused=True)
+    assert "secrets" in text and secret not in text  # the caller hears the argument and the problem, not the value
     audit = (tmp_path / "audit.jsonl").read_text()
     started, entry = [json.loads(line) for line in audit.splitlines()]
     assert started["outcome"] == "started" and started["call"] == entry["call"]
