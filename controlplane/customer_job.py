@@ -216,13 +216,15 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
                               "settings": wanted.model_dump(), "secret_names": sorted(secrets), "notes": notes}
     try:
         if payload["dry_run"]:
-            _, error, cancelled = ctx.engine(lambda: stack.preview(on_event=steps, color="never"))
+            _, error, cancelled = ctx.engine(lambda: stack.preview(on_event=steps, color="never",
+                                                                   refresh=payload.get("refresh") or None))
             if error is not None:
                 raise steps.failure("the preview", error)
             shown = steps.shown()
             return {**result, "dry_run": True, "applied": False, "steps": shown, "changes": len(shown),
                     "new": created_here}
-        value, error, cancelled = ctx.engine(lambda: stack.up(on_event=steps, color="never"))
+        value, error, cancelled = ctx.engine(lambda: stack.up(on_event=steps, color="never",
+                                                              refresh=payload.get("refresh") or None))
         if error is not None:
             raise steps.failure("the update" + (" (interrupted)" if cancelled else ""), error)
         outputs = value.outputs

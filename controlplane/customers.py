@@ -151,12 +151,14 @@ class Customers:
                 "customer": customer, "org": self.slice.org}
 
     def ensure(self, customer: str, *, requested: dict[str, Any], secrets: dict[str, str] | None, dry_run: bool,
-               defaults: dict[str, Any], template: dict[str, Any], registries: list[str], app_exists: bool) -> Run:
+               defaults: dict[str, Any], template: dict[str, Any], registries: list[str], app_exists: bool,
+               refresh: bool = False) -> Run:
         payload = {**self._payload(customer), "requested": requested, "secrets": secrets, "dry_run": dry_run,
-                   "defaults": defaults, "template": template, "registries": registries, "app_exists": app_exists}
+                   "defaults": defaults, "template": template, "registries": registries, "app_exists": app_exists,
+                   "refresh": refresh}
         # Identical calls join: the same customer, arguments (secrets included, as a digest held in memory only)
         # and mode.
-        digest = hashlib.sha256(json.dumps([requested, secrets, dry_run], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([requested, secrets, dry_run, refresh], sort_keys=True).encode()).hexdigest()
         what = "a dry run" if dry_run else "an ensure"
         return self._start(f"ensure/{self.stack(customer)}/{digest}", customer, ENSURE_ENTRY, payload,
                            f"{what} of customer {customer!r}", "controlplane-ensure")

@@ -247,6 +247,8 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
                                                                 "for none); it only grows")] = None,
         dry_run: Annotated[bool, Field(description="check and return the steps the apply would make (a preview); "
                                                    "change nothing")] = False,
+        refresh: Annotated[bool, Field(description="first read what exists at Fly (pulumi refresh), so what was "
+                                                   "changed or removed outside the control plane is repaired")] = False,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> dict[str, Any]:
         """Create or converge a customer's app (app, Flycast address, secrets, volume, machine from the agent
@@ -275,7 +277,7 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
             return customers.ensure(checked, requested=requested, secrets=values, dry_run=dry_run, defaults=defaults,
                                     template=slice_.agent_template,
                                     registries=sorted(set(map(registry_of, slice_.images))),
-                                    app_exists=found["exists"])
+                                    app_exists=found["exists"], refresh=refresh)
         return await customer_call("infra_ensure_app", op, ctx)
 
     @server.tool(name="infra_destroy_app", title="Destroy a customer app",

@@ -172,6 +172,19 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             assert machine.region == "iad" and volume.region == "iad" and volume.size_gb == 3
             assert machine.id == moved["machine"]["id"]
 
+            # The machine destroyed outside the control plane: a plain call trusts the state; with refresh, the
+            # dry run and the apply read what exists first, and make the machine again on the same volume.
+            with world.admin() as fly:
+                fly.delete_machine(app, machine.id, force=True)
+                fly.wait_machine(app, machine.id, "destroyed")
+            plan, _ = await pair(client, {"customer": "acme"})
+            assert plan["steps"] == []
+            plan, remade = await pair(client, {"customer": "acme", "refresh": True})
+            assert [(s["op"], s["type"]) for s in plan["steps"]] == [("create", "Machine")]
+            [machine], [same_volume] = live(world, app)
+            assert machine.id == remade["machine"]["id"] and same_volume.id == volume.id
+            assert machine.config["mounts"][0]["volume"] == volume.id
+
             # Teardown through the stack; a second one is a clear no-op.
             world.flysim.clear_calls()
             gone = ok(await client.call_tool("infra_destroy_app", {"customer": "acme"}))
