@@ -42,8 +42,9 @@ READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_h
 
 INSTRUCTIONS = """\
 The control plane of one Artifact org slice on Fly.io. infra_manifest describes the slice; customer
-apps are <slice>-cust-<customer> in the slice's org. infra_ensure_app with dry_run=true checks and plans
-without changing anything. Writes need a server started with --allow-writes."""
+apps are <slice>-cust-<customer> in the slice's org. infra_ensure_app with dry_run=true returns the
+steps the apply would make without changing anything; arguments left out keep the customer's current
+settings. Writes need a server started with --allow-writes."""
 
 
 def caller_of(ctx: Any) -> dict[str, Any]:
