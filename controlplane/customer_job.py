@@ -140,8 +140,12 @@ def _locked(ctx: JobContext, payload: dict[str, Any]) -> Any:
     stack: server processes on one backend, on one machine or several, take turns; ``Busy`` after ``lock_wait``."""
     from enginejob.backend_lock import stack_lock
 
+    def waiting(holder: Any) -> None:  # said at once, so the caller sees why nothing moves yet
+        who = holder.sentence() if holder is not None else "another call holds the customer's stack"
+        ctx.emit({"kind": "waiting", "message": f"waiting: {who}"})
+
     return stack_lock(payload["backend_url"], PROJECT, payload["stack"], title=payload["title"],
-                      wait=payload["lock_wait"], stop=ctx.cancelled.is_set)
+                      wait=payload["lock_wait"], stop=ctx.cancelled.is_set, on_wait=waiting)
 
 
 def ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:

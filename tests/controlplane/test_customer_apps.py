@@ -214,13 +214,19 @@ def test_concurrent_ensures_on_two_servers_make_one_app(world: SliceWorld, manif
             with pytest.raises(MCPError, match="timed out"):  # the client gives up; the run goes on
                 await clients[0].call_tool("infra_ensure_app", {"customer": "rush"}, read_timeout_seconds=1.5)
             results: list[Any] = [None] * 10
+            waits: list[str] = []
 
             async def call(i: int) -> None:
-                results[i] = await clients[i % 2].call_tool("infra_ensure_app", {"customer": "rush"})
+                async def on_progress(_done: float, _total: float | None, message: str | None) -> None:
+                    waits.append(message or "")
+                results[i] = await clients[i % 2].call_tool("infra_ensure_app", {"customer": "rush"},
+                                                            progress_callback=on_progress)
             async with anyio.create_task_group() as tasks:
                 for i in range(10):
                     tasks.start_soon(call, i)
             outcomes = [ok(r) for r in results]
+            # The second server's run waited for the first one's, and said so to its callers while it did.
+            assert any(w.startswith("waiting: an ensure of customer 'rush'") for w in waits), waits
             destroys: list[Any] = [None] * 3
 
             async def destroy(i: int) -> None:
