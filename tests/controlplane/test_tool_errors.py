@@ -171,3 +171,14 @@ def test_applying_a_plan_needs_writes(world: SliceWorld, tmp_path: Path) -> None
     text = _call(world, tmp_path, "infra_provision_org", {"stack": "s1", "apply": True, "plan_id": "0123"},
                  allow_writes=False)
     assert "infra_provision_org would change the slice, and writes are not allowed" in text
+
+
+def test_customer_calls_without_the_slice_backend_say_what_to_set(world: SliceWorld, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Customer apps are stacks in the slice's backend: a server without one says so, having changed nothing."""
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    world.flysim.clear_calls()
+    for args in ({"customer": "acme", "dry_run": True}, {"customer": "acme"}):
+        text = _call(world, tmp_path, "infra_ensure_app", args)
+        assert "PULUMI_BACKEND_URL is not set" in text and "PULUMI_CONFIG_PASSPHRASE" in text
+    assert world.mutations() == []
