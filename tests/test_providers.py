@@ -104,7 +104,7 @@ def test_a_machine_that_crashes_on_boot_is_reported_as_crashed(flysim) -> None:
     with pytest.raises(FlyMachineCrashed) as exc:
         MachineProvider().create({"app": "crash-app", "name": "crash-0", "region": "syd",
                                   "config": {"image": "img:1", "restart": {"policy": "no"}}, "wait_timeout": 120, **c})
-    assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs -a crash-app" in str(exc.value)
+    assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs --no-tail -a crash-app --machine" in str(exc.value)
 
 
 def test_a_failing_release_command_is_a_typed_error(flysim) -> None:

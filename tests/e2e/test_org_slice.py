@@ -149,6 +149,10 @@ def test_full_slice_lifecycle(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
     [handover] = list(handover_dir.glob(f"{prefix}-*.json"))
     document = json.loads(handover.read_text())
     assert set(document["live"]) == APP_ROLES and document["live"]["nfs"]["machines"][0]["events"]
+    # Log snapshots read through the logs API: router and exec booted, the NFS self-mount check passed.
+    for role in ("router", "exec"):
+        assert any(" INFO Starting init" in line for line in document["live"][role]["logs"]), role
+    assert any(line.endswith("] self-mount ok") for line in document["live"]["nfs"]["logs"])
     assert "controlPlaneToken" not in document["manifest"] and token_value.value not in handover.read_text()
 
     # Worker machines made outside Pulumi (by fly-exec): phase 6 validation, run by `up`, now fails the
