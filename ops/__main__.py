@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["cycle"]:  # its own options (ops/cycle.py); imported only when used
         from .cycle import main as cycle_main
         return cycle_main(argv[1:])
+    if argv[:1] == ["e2e"]:  # the scenario runner (ops/e2e/runner.py)
+        from .e2e.runner import main as e2e_main
+        return e2e_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="phase 6: validate a slice with its org token")
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest-env", metavar="VAR", help="read the manifest (JSON) from this variable")
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
     sub.add_parser("cycle", help="the ephemeral end-to-end cycle of a throwaway slice (cycle --help)")
+    sub.add_parser("e2e", help="the validation guide's scenarios with faults injected, evidence archived (e2e --help)")
     h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
     h.add_argument("--stack", required=True)
     h.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")

@@ -28,7 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -439,7 +439,14 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     _sweep(run, fly_url, expected_clean=destroyed and not run.args.cleanup_only and guard.received is None)
 
 
-def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard) -> None:
+# What runs on the slice once it is up and validated (``python -m ops e2e --strategy ephemeral``): given its
+# outputs (secret ones included), the stack's name, project directory and engine environment; False fails
+# the cycle. The teardown runs after it all the same.
+Between = Callable[[dict[str, Any], str, Path, dict[str, str]], bool]
+
+
+def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard,
+           between: Between | None = None) -> None:
     from pulumi import automation as auto
 
     from .workspace import SliceStack, link_project, open_stack, set_config, slice_config
@@ -470,7 +477,12 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
     log(f"validate (phase 6) {run.stack_name}")
     if not _validate(stack.outputs(), run.stack_name):
         run.fail("validate (phase 6)")
+        return
     guard.check()
+    if between is not None:
+        if not between(stack.outputs(), run.stack_name, run.work_dir, env):
+            run.fail("the e2e scenarios (see their summary above)")
+        guard.check()
 
 
 def _cleanup_files(run: Run) -> None:
@@ -490,7 +502,7 @@ def _cleanup_files(run: Run) -> None:
             f"--run-id {run.args.run_id} --fly fly --state-dir {run.state_dir} --cleanup-only")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, between: Between | None = None) -> int:
     from .workspace import REPO, find_pulumi_bin
 
     args = parse_args(argv)
@@ -543,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 _teardown(run, env, None, guard)
             elif args.fly == "fly":
                 try:
-                    _cycle(run, env, None, guard)
+                    _cycle(run, env, None, guard, between)
                 except Stopped:
                     pass
                 finally:
@@ -552,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 with _flysim(run, fly_token) as sim:
                     try:
-                        _cycle(run, env, sim.url, guard)
+                        _cycle(run, env, sim.url, guard, between)
                     except Stopped:
                         pass
                     finally:
