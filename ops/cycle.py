@@ -44,6 +44,7 @@ NOT_COPIED = {"prefix", "domain", "protectVolumes", "createOrg", "nfsVolumeSizeG
 FAIL_MIDWAY = {"operation": "Machines_create", "status": 422,
                "message": "injected by ephemeral-cycle --fail-midway"}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLERK_FROM_ENV = {"clerkSecretKey": "CLERK_SECRET_KEY", "clerkPublishableKey": "CLERK_PUBLISHABLE_KEY"}
 
 
 def log(message: str) -> None:
@@ -460,7 +461,10 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
                                                       domain=run.domain, volume_size_gb=run.args.volume_size_gb,
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
                                                       flaps_url=fly_url or os.environ.get("FLY_FLAPS_BASE_URL"))}
-        set_config(stack.stack, config)
+        # The Clerk keys, when the job has them (as preview.yml and deploy.yml pass them): secret config.
+        clerk = {f"artifact-slice:{key}": os.environ[variable] for key, variable in CLERK_FROM_ENV.items()
+                 if os.environ.get(variable)}
+        set_config(stack.stack, config, clerk)
     except auto.CommandError as exc:
         guard.check()
         run.fail(f"stack init {run.stack_name}: {str(exc).strip()[-500:]}")

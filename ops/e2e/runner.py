@@ -246,8 +246,10 @@ def _worker(run: Run, step: Any) -> Any:
         raise StepFailed(f"the manifest has no machine_template for {pool}: bring the slice up with this project")
     config = copy.deepcopy(template)
     config.setdefault("metadata", {})[RUN_LABEL] = run.run_id
-    machine = run.fly.create_machine(pool, config, region=entry.get("region") or None)
-    if step.stop_at_once:  # killed while it boots
+    machine = run.fly.create_machine(pool, config, region=entry.get("region") or None,
+                                     skip_launch=step.stop_at_once)
+    if step.stop_at_once:  # killed while it boots: started, and stopped without waiting for it to run
+        run.fly.start_machine(pool, machine.id)
         run.fly.stop_machine(pool, machine.id)
         run.fly.wait_machine(pool, machine.id, "stopped", timeout=WAIT_SECONDS)
     else:
@@ -579,12 +581,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--run-id", help="ephemeral: the slice is org1-e2e-<run id> (default: a random one)")
     p.add_argument("--fly", choices=["flysim", "fly"], default="flysim",
                    help="ephemeral: on a flysim of the run's own (default) or on Fly with FLY_API_TOKEN")
+    p.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="ephemeral: keep the cycle's files (file backend, passphrase) in DIR, so that "
+                        "`scripts/ephemeral-cycle --run-id ID --fly fly --state-dir DIR --cleanup-only` finds the "
+                        "slice should this run be killed")
     p.add_argument("--scenarios-dir", type=Path, default=SCENARIOS_DIR, metavar="DIR")
     p.add_argument("--out", type=Path, default=REPO / "artifacts" / "e2e",
                    help="evidence goes to OUT/<timestamp>/ (default artifacts/e2e)")
     args = p.parse_args(argv)
     if args.strategy == "ephemeral" and (args.stack or args.manifest):
         p.error("--strategy ephemeral makes its own slice: --stack and --manifest are for staging and fixture-pool")
+    if args.strategy != "ephemeral" and (args.run_id or args.state_dir or args.fly != "flysim"):
+        p.error("--run-id, --state-dir and --fly are for --strategy ephemeral")
     if args.strategy != "ephemeral" and not (args.stack or args.manifest):
         p.error(f"--strategy {args.strategy} needs the slice: --stack NAME or --manifest FILE")
     return args
@@ -734,7 +742,11 @@ def main(argv: list[str] | None = None) -> int:
                                     os.environ.get("FLY_API_TOKEN", ""), run_id)
             return status["e2e"] == 0
 
-        cycle_status = cycle_main(["--run-id", run_id, "--fly", args.fly], between=between)
+        if args.fly == "flysim" and not os.environ.get("CLERK_SECRET_KEY"):
+            # A key of the simulated slice's own, so ROUTER-001 has one to remove and set again.
+            os.environ["CLERK_SECRET_KEY"] = "sk_test_e2e_" + secrets.token_urlsafe(18)
+        cycle_status = cycle_main(["--run-id", run_id, "--fly", args.fly,
+                                   *(["--state-dir", str(args.state_dir)] if args.state_dir else [])], between=between)
         if "e2e" not in status:
             log("the scenarios did not run: the slice did not come up (see above)")
             return 1
