@@ -1,5 +1,5 @@
 """``LocalCommand``: run a local command as a step of the graph (like pulumi-command's
-``local.Command``, whose provider plugin cannot be installed offline here; see README).
+``local.Command``, whose provider plugin cannot be installed offline here; see docs/engine.md).
 
 A non-zero exit fails the resource, and so the update. Environment values may be Pulumi secrets:
 they are stored encrypted, passed to the process, and never echoed.

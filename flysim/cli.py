@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", choices=sorted(PROFILES), default="fast")
     p.add_argument("--rate-limit", choices=["on", "off"], default="on")
     p.add_argument("--images", default=None, metavar="PATH",
-                   help="image catalogue (JSON) layered over the built-in one; see README 'Image catalogue'")
+                   help="image catalogue (JSON) layered over the built-in one; see docs/flysim.md, 'Image catalogue'")
     p.add_argument("--ready-file", default=None, help='write {"url", "pid"} here once listening')
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)

@@ -6,7 +6,7 @@ ones a spec-based test may meet: `{"kind": "status"|"body", "operations": [...]|
 "statuses": [...]}` covers an answer whose status the spec does not document for
 the operation (`status`), or whose body does not validate against the spec
 (`body`); an optional `"modes": [...]` limits a rule to requests the test made
-invalid on purpose (`negative`, `confused`). flysim/README.md's "Known differences from Fly" table is rendered from
+invalid on purpose (`negative`, `confused`). docs/flysim.md's "Known differences from Fly" table is rendered from
 this file (`python -m flysim.departures`), and a test keeps the two equal.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PATH = Path(__file__).with_name("departures.json")
-README = Path(__file__).with_name("README.md")
+DOC = Path(__file__).resolve().parent.parent / "docs" / "flysim.md"
 START, END = "<!-- departures:start -->", "<!-- departures:end -->"
 
 
@@ -62,10 +62,10 @@ def load_departures(path: Path = PATH) -> Departures:
     return Departures(tuple(Departure(**entry) for entry in doc["departures"]))
 
 
-def readme_table(readme: Path = README) -> str:
-    text = readme.read_text()
+def doc_table(doc: Path = DOC) -> str:
+    text = doc.read_text()
     return text[text.index(START) + len(START):text.index(END)].strip()
 
 
-if __name__ == "__main__":  # pragma: no cover - prints the README table
+if __name__ == "__main__":  # pragma: no cover - prints the table for docs/flysim.md
     sys.stdout.write(load_departures().markdown() + "\n")

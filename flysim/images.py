@@ -22,7 +22,7 @@ give:
 
 The built-in catalogue is `catalogue.json` next to this file. A custom one (CLI
 `--images`, `FlysimServer(images=...)`) is layered over it entry by entry,
-unless it says `"extends_default": false`. The format is in flysim/README.md.
+unless it says `"extends_default": false`. The format is in docs/flysim.md.
 """
 
 from __future__ import annotations

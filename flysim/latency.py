@@ -5,7 +5,7 @@
 `fast`      tens of milliseconds, so clients see the intermediate states
             (`starting`, `stopping`, ...) without slowing test suites much.
 `realistic` figures taken from Fly's own documentation and blog posts; see
-            flysim/README.md ("Latency profiles") for each figure's source.
+            docs/flysim.md ("Latency profiles") for each figure's source.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PROFILES: dict[str, LatencyProfile] = {
         "fast", request=0.0, create=0.02, start=0.03, stop=0.02, suspend=0.02,
         resume=0.01, destroy=0.02, replace=0.02, volume_create=0.0,
     ),
-    # Sources (see README): Fly Machines "boot instances in about 300ms"
+    # Sources (see docs/flysim.md): Fly Machines "boot instances in about 300ms"
     # (fly.io/blog/fly-machines); create includes image pull, "a few seconds"
     # for a small image; stop waits for the process after SIGINT (kill_timeout
     # default 5 s, typical apps exit in ~1 s); API round trip 20-50 ms

@@ -1,5 +1,6 @@
 """Slice operations outside `pulumi up`: `python -m ops validate ...` (phase 6, the control plane's checks:
-the same as `python -m controlplane validate ...`), `python -m ops handover ...` (phase 7)."""
+the same as `python -m controlplane validate ...`), `python -m ops handover ...` (phase 7), `python -m ops cost ...`
+(the Fly bill, now and after a preview)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["e2e"]:  # the scenario runner (ops/e2e/runner.py)
         from .e2e.runner import main as e2e_main
         return e2e_main(argv[1:])
+    if argv[:1] == ["cost"]:  # its own options (ops/cost.py)
+        from .cost import main as cost_main
+        return cost_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="phase 6: validate a slice with its org token")
@@ -30,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
     sub.add_parser("cycle", help="the ephemeral end-to-end cycle of a throwaway slice (cycle --help)")
     sub.add_parser("e2e", help="the validation guide's scenarios with faults injected, evidence archived (e2e --help)")
+    sub.add_parser("cost", help="the slice's monthly Fly cost now and after a preview (cost --help)")
     h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
     h.add_argument("--stack", required=True)
     h.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")

@@ -276,7 +276,7 @@ def test_region_change_of_a_protected_volume_is_refused_saying_what_to_do(walk: 
 
 
 def test_org_change_is_refused_with_what_to_do(walk: Walk) -> None:
-    """As the README states: app names are global and the volume can't follow, so a change of org is
+    """As docs/slice.md states: app names are global and the volume can't follow, so a change of org is
     refused, naming the setting, before anything changes at Fly."""
     before = view(walk.flysim, walk.prefix)
     walk.set("org", "other-org")

@@ -1,9 +1,9 @@
-"""A kill at any point, the recovery the README documents, and a rerun (issue 9, item 3).
+"""A kill at any point, the recovery docs/real-slice.md documents, and a rerun (issue 9, item 3).
 
 `pulumi up` runs as the user runs it (the CLI, with its preview), in a session of its own; a
 flysim fault holds one call in flight (an app or volume create whose mutation Fly already made, the
 wait for a new machine to start, the org-token mint) and the test SIGKILLs every process of the session: engine,
-language host, program and providers. Then the README's "When a run is interrupted" commands, run as written,
+language host, program and providers. Then docs/real-slice.md's "When a run is interrupted" commands, run as written,
 and the checks: nothing twice, nothing the state doesn't know (the org token included), and, after
 the token's kill, `destroy` leaves no app and no live token."""
 
@@ -20,12 +20,12 @@ import pytest
 from flysim.testing import FlysimServer
 
 from .harness import make_stack
-from .userpaths import (Cli, SliceView, kill_run, pending_operations, readme_block, resource_name,
+from .userpaths import (Cli, SliceView, doc_block, kill_run, pending_operations, resource_name,
                         state_resources, view, wait_until)
 
 pytestmark = pytest.mark.e2e
 
-RECOVERY_SECTION = "When a run is interrupted"
+RECOVERY_PAGE, RECOVERY_SECTION = "docs/real-slice.md", "When a run is interrupted"
 HANG = 30.0  # longer than any test waits; the run is killed long before
 
 
@@ -73,22 +73,22 @@ def flysim_module() -> Iterator[FlysimServer]:
 
 
 def _clear_cut_short_metadata(s: Any) -> None:
-    """The README's step for a kill that cut short the write of the state's metadata (every command then
+    """The recovery page's step for a kill that cut short the write of the state's metadata (every command then
     fails with `failed to load checkpoint: EOF`): on a file backend, delete the zero-byte
     `.pulumi/stacks/<project>/<stack>.json.attrs`. Only an empty file is touched."""
     backend = Path(s.stack.workspace.env_vars["PULUMI_BACKEND_URL"].removeprefix("file://"))
     for attrs in backend.glob(f".pulumi/stacks/*/{s.stack.name}.json.attrs"):
         if attrs.stat().st_size == 0:
-            print(f"the kill cut short {attrs.name}: deleted, as the README says")
+            print(f"the kill cut short {attrs.name}: deleted, as docs/real-slice.md says")
             attrs.unlink()
 
 
 def _recover(cli: Cli, *, check_restore: bool) -> None:
-    """The README's recovery commands, each run as written (PULUMI_SKIP_CONFIRMATIONS stands for the
+    """The recovery commands of docs/real-slice.md, each run as written (PULUMI_SKIP_CONFIRMATIONS stands for the
     user answering "yes"), in the project directory, where the stack is the selected one. With
-    ``check_restore``, the README's way back (`pulumi stack import` of the saved copy) is run too,
+    ``check_restore``, the page's way back (`pulumi stack import` of the saved copy) is run too,
     right after the copy is made, and must keep what the copy holds."""
-    commands = readme_block(RECOVERY_SECTION)
+    commands = doc_block(RECOVERY_PAGE, RECOVERY_SECTION)
     assert any(c.startswith("pulumi up") for c in commands), commands
     for command in commands:
         proc = cli.shell(command, extra_env={"PULUMI_SKIP_CONFIRMATIONS": "true"})
@@ -176,7 +176,7 @@ def test_kill_then_documented_recovery_then_rerun(point: str, flysim_module: Fly
 def test_state_cut_short_by_a_kill_is_read_again_without_its_empty_attrs_file(pulumi_bin: Path,
                                                                               tmp_path: Path) -> None:
     """A kill while the file backend writes the state can leave the state's metadata file empty, and
-    every command then fails with "failed to load checkpoint: EOF"; the README's fix: delete it."""
+    every command then fails with "failed to load checkpoint: EOF"; docs/real-slice.md's fix: delete it."""
     s = make_stack(tmp_path, pulumi_bin, "http://127.0.0.1:9", "unused-token")
     cli = Cli(s, tmp_path)
     backend = Path(s.stack.workspace.env_vars["PULUMI_BACKEND_URL"].removeprefix("file://"))
@@ -184,7 +184,7 @@ def test_state_cut_short_by_a_kill_is_read_again_without_its_empty_attrs_file(pu
     attrs.write_bytes(b"")  # what the kill left
     broken = cli.shell("pulumi stack export")
     assert broken.returncode != 0 and "failed to load checkpoint: EOF" in broken.stderr, broken.stderr
-    assert attrs.stat().st_size == 0 and attrs.name.endswith(".json.attrs")  # as the README describes it
+    assert attrs.stat().st_size == 0 and attrs.name.endswith(".json.attrs")  # as docs/real-slice.md describes it
     attrs.unlink()
     assert cli.shell("pulumi stack export").returncode == 0
     assert cli.shell("pulumi cancel --yes").returncode == 0

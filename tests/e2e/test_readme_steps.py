@@ -1,10 +1,11 @@
-"""The README's "Running a real slice" steps, run as written with the `pulumi` CLI, in a temporary copy
-of the project on a file backend, against flysim standing in for Fly (issue 9's acceptance).
+"""The "Running a real slice" steps of docs/real-slice.md (where the README sends a reader to run a real
+slice), run as written with the `pulumi` CLI, in a temporary copy of the project on a file backend,
+against flysim standing in for Fly (issue 9's acceptance).
 
-The test fills in only what the README leaves to its reader (the backend, the passphrase, the Fly
+The test fills in only what the page leaves to its reader (the backend, the passphrase, the Fly
 token) and points the Fly endpoint at flysim the way flyctl reads it (FLY_API_BASE_URL,
 FLY_FLAPS_BASE_URL); `source scripts/setup.sh` has been done by whoever runs the tests (its own
-test is tests/e2e/test_engine.py). The stack is the README's own, `org1`, from the checkout's
+test is tests/e2e/test_engine.py). The stack is the page's own, `org1`, from the checkout's
 Pulumi.org1.yaml."""
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import pytest
 from flysim.testing import FlysimServer
 from ops.workspace import REPO, VENV, link_project
 
-from .userpaths import readme_block, view
+from .userpaths import doc_block, view
 
 pytestmark = pytest.mark.e2e
 
-SECTION = "Running a real slice"
+PAGE, SECTION = "docs/real-slice.md", "Running a real slice"
 PASSPHRASE = "readme-passphrase"
 
 
@@ -35,16 +36,16 @@ def _fill_in(command: str, backend: Path, token: str) -> str:
                      command)
     command = re.sub(r"^export FLY_API_TOKEN=\.\.\.$", f"export FLY_API_TOKEN={token}", command)
     assert "..." not in command and not re.search(r"<[a-z ]+>", command), \
-        f"the README step {command!r} has a placeholder this test doesn't know"
+        f"the step {command!r} of {PAGE} has a placeholder this test doesn't know"
     return command
 
 
-def test_readme_real_slice_steps_work_as_written(pulumi_bin: Path, tmp_path: Path) -> None:
-    commands = readme_block(SECTION)
+def test_real_slice_steps_work_as_written(pulumi_bin: Path, tmp_path: Path) -> None:
+    commands = doc_block(PAGE, SECTION)
     assert commands[0] == "source scripts/setup.sh", commands
     steps = commands[1:]
     for expected in ("pulumi stack init org1", "pulumi preview", "pulumi up"):
-        assert expected in steps, f"the README's steps don't include `{expected}`: {steps}"
+        assert expected in steps, f"the steps of {PAGE} don't include `{expected}`: {steps}"
 
     project = link_project(tmp_path / "project")  # the checkout's files as links, without its stack files
     shutil.copy(REPO / "Pulumi.org1.yaml", project / "Pulumi.org1.yaml")  # `stack init` writes to it
@@ -76,7 +77,7 @@ def test_readme_real_slice_steps_work_as_written(pulumi_bin: Path, tmp_path: Pat
                                   start_new_session=True)
             output = proc.stdout + proc.stderr
             if proc.returncode != 0:
-                pytest.fail(f"README step `{step}` failed:\n{output[-5000:]}")
+                pytest.fail(f"{PAGE} step `{step}` failed:\n{output[-5000:]}")
             outputs[step] = output
             if step == "pulumi preview":
                 assert flysim.calls() == [], f"`pulumi preview` of the new stack called the Fly API: {flysim.calls()}"

@@ -1,6 +1,6 @@
 """What the tests of the paths users walk share: a preview as the user sees it (each resource's planned
 step and the messages), `pulumi` CLI runs in a process group of their own (so a test can kill them as a
-crash would), the README's own command blocks, and flysim's view of one slice.
+crash would), the documentation's own command blocks (docs/*.md), and flysim's view of one slice.
 
 Built on ``harness.make_stack``/``SliceStack`` (a stack in a temporary project on a file backend)."""
 
@@ -171,7 +171,7 @@ class Cli:
 
     def shell(self, script: str, *, extra_env: dict[str, str] | None = None,
               timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run user-facing shell lines (e.g. a README block) in the project directory."""
+        """Run user-facing shell lines (e.g. a block of docs/real-slice.md) in the project directory."""
         env = {**self.env, **(extra_env or {})}
         started = time.monotonic()
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=self.s.work_dir, env=env,
@@ -212,7 +212,7 @@ def kill_run(proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 10
     while True:
         # The engine first: a plugin killed before it would let it write a last checkpoint, which
-        # the kill could then cut short (see README, "When a run is interrupted").
+        # the kill could then cut short (see docs/real-slice.md, "When a run is interrupted").
         members = sorted(session_members(proc.pid), key=lambda pid: pid != proc.pid)
         for pid in members:
             try:
@@ -241,15 +241,16 @@ def wait_until(condition: Callable[[], Any], *, what: str, timeout: float = 120,
         time.sleep(0.2)  # flysim shares this process: polls must not starve it
 
 
-# -- the README's command blocks ------------------------------------------------------------------------
+# -- the documentation's command blocks ------------------------------------------------------------------
 
-def readme_block(heading: str, readme: Path = REPO / "README.md") -> list[str]:
-    """The command lines of the first ```sh block under ``heading`` (comments and blank lines dropped)."""
-    text = readme.read_text()
+def doc_block(page: str, heading: str) -> list[str]:
+    """The command lines of the first ```sh block under ``heading`` in ``page`` (a path from the checkout's
+    root, e.g. "docs/real-slice.md"), comments and blank lines dropped: what a reader types."""
+    text = (REPO / page).read_text()
     match = re.search(rf"^#+ {re.escape(heading)}\s*$", text, flags=re.M)
-    assert match, f"README.md has no section {heading!r}"
+    assert match, f"{page} has no section {heading!r}"
     block = re.search(r"```sh\n(.*?)```", text[match.end():], flags=re.S)
-    assert block, f"README.md section {heading!r} has no ```sh block"
+    assert block, f"{page} section {heading!r} has no ```sh block"
     lines = []
     for line in block.group(1).splitlines():
         command = re.sub(r"\s+#.*$", "", line).strip()

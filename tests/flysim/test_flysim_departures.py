@@ -1,14 +1,14 @@
-"""The departures list is one list: README's table is rendered from flysim/departures.json."""
+"""The departures list is one list: docs/flysim.md's table is rendered from flysim/departures.json."""
 
 from __future__ import annotations
 
 import json
 
-from flysim.departures import PATH, load_departures, readme_table
+from flysim.departures import PATH, doc_table, load_departures
 
 
-def test_readme_table_is_rendered_from_the_json() -> None:
-    assert readme_table() == load_departures().markdown(), "run `python -m flysim.departures` and paste its table"
+def test_the_docs_table_is_rendered_from_the_json() -> None:
+    assert doc_table() == load_departures().markdown(), "run `python -m flysim.departures` and paste its table into docs/flysim.md"
 
 
 def test_every_departure_names_a_source_and_says_whether_it_is_deliberate() -> None:

@@ -10,7 +10,7 @@ Every answer must
   spec's schema for it,
 
 or be covered by a documented departure: `flysim/departures.json`, the machine-readable
-form of the "Known differences from Fly" table in flysim/README.md.
+form of the "Known differences from Fly" table in docs/flysim.md.
 
 Bounded for CI: EXAMPLES generated requests per operation and mode (env
 FLYSIM_PROPERTY_EXAMPLES overrides it), derandomized so a run is reproducible.
