@@ -440,6 +440,27 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     _sweep(run, fly_url, expected_clean=destroyed and not run.args.cleanup_only and guard.received is None)
 
 
+def _set_clerk_keys(stack: Any, env: dict[str, str]) -> str | None:
+    """The Clerk keys, when the job has them (CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY), as secret config,
+    through stdin as preview.yml sets them: never on a command line (the Automation API's set_config puts
+    values in the arguments). Returns what failed, if anything."""
+    import subprocess
+
+    workspace = stack.stack.workspace
+    for key, variable in CLERK_FROM_ENV.items():
+        value = os.environ.get(variable)
+        if not value:
+            continue
+        done = subprocess.run(
+            [workspace.pulumi_command.command, "config", "set", "--secret", "--stack", stack.stack.name,
+             f"artifact-slice:{key}"], input=value, text=True, capture_output=True, cwd=str(stack.work_dir),
+            env={**os.environ, **env, **({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {})},
+            timeout=120)
+        if done.returncode != 0:
+            return f"pulumi config set --secret artifact-slice:{key}: {done.stderr.strip()[-300:]}"
+    return None
+
+
 # What runs on the slice once it is up and validated (``python -m ops e2e --strategy ephemeral``): given its
 # outputs (secret ones included), the stack's name, project directory and engine environment; False fails
 # the cycle. The teardown runs after it all the same.
@@ -461,13 +482,14 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
                                                       domain=run.domain, volume_size_gb=run.args.volume_size_gb,
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
                                                       flaps_url=fly_url or os.environ.get("FLY_FLAPS_BASE_URL"))}
-        # The Clerk keys, when the job has them (as preview.yml and deploy.yml pass them): secret config.
-        clerk = {f"artifact-slice:{key}": os.environ[variable] for key, variable in CLERK_FROM_ENV.items()
-                 if os.environ.get(variable)}
-        set_config(stack.stack, config, clerk)
+        set_config(stack.stack, config)
+        clerk_failed = _set_clerk_keys(stack, env)
     except auto.CommandError as exc:
         guard.check()
         run.fail(f"stack init {run.stack_name}: {str(exc).strip()[-500:]}")
+        return
+    if clerk_failed:
+        run.fail(f"stack init {run.stack_name}: {clerk_failed}")
         return
     guard.check()
     log(f"pulumi up {run.stack_name}")
