@@ -36,10 +36,13 @@ def live_state(manifest: dict[str, Any], connection: FlyConnection) -> dict[str,
                                      "state": v.state, "attached_machine_id": v.attached_machine_id}
                                     for v in fly.list_volumes(name)]
                 entry["ips"] = [ip.ip for ip in fly.list_ips(name)]
-                if role in LOG_ROLES:
-                    entry["logs"] = [e.line() for e in fly.app_logs(name, max_lines=LOG_LINES)]
             except FlyError as exc:
                 entry["error"] = str(exc)
+            if role in LOG_ROLES:
+                try:  # apart: logs out of reach still leave the machines' state in the file
+                    entry["logs"] = [e.line() for e in fly.app_logs(name, max_lines=LOG_LINES)]
+                except FlyError as exc:
+                    entry["logs_error"] = str(exc)
             live[role] = entry
     return live
 

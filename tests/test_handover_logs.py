@@ -38,3 +38,17 @@ def test_handover_holds_router_and_exec_log_lines(flysim, tmp_path) -> None:
     assert any(f"runner[{ids['exec']}] syd [info] Machine started" in line for line in live["exec"]["logs"])
     assert any(line.endswith(f"app[{ids['nfs']}] syd [info] self-mount ok") for line in live["nfs"]["logs"])
     assert "logs" not in live["worker_pool"]
+
+
+def test_logs_out_of_reach_leave_the_rest_of_the_handover(flysim, tmp_path) -> None:
+    connection = FlyConnection.resolve(token=flysim.token, api_base_url=flysim.url, flaps_base_url=flysim.url,
+                                       environ={})
+    with FlyClient(connection) as fly:
+        fly.create_app("h2-fly-router", "personal")
+        machine = fly.create_machine("h2-fly-router", {"image": "registry.fly.io/artifact-fly-router:1"}, region="syd")
+        fly.wait_machine("h2-fly-router", machine.id, "started", timeout=10)
+    flysim.add_fault(operation="Logs_get", app="h2-fly-router", status=403, message="logs not allowed")
+    path = write_handover("h2", {"apps": {"router": {"name": "h2-fly-router"}}}, set(), connection, tmp_path)
+    router = json.loads(path.read_text())["live"]["router"]
+    assert [m["id"] for m in router["machines"]] == [machine.id] and "logs" not in router
+    assert "GET /api/v1/apps/h2-fly-router/logs failed with HTTP 403" in router["logs_error"]
