@@ -31,6 +31,7 @@ class Slice:
     work_dir: Path
     env: dict[str, str]
     token: str  # the slice's control plane token
+    outputs: dict  # the stack outputs, secret ones left out
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +43,20 @@ def slice_(tmp_path_factory: pytest.TempPathFactory, pulumi_bin: Path) -> Iterat
         s = local_slice_stack(root, pulumi_bin, flysim.url, flysim.token, "scen",
                               secret_config={"artifact-slice:clerkSecretKey": CLERK_SECRET})
         s.up()
-        token = s.outputs()["controlPlaneToken"]
+        outputs = s.outputs()
+        token = outputs.pop("controlPlaneToken")
         env = {**s.stack.workspace.env_vars, "PULUMI_HOME": str(root / "pulumi-home")}
-        yield Slice(flysim, "scen", s.work_dir, env, token)
+        yield Slice(flysim, "scen", s.work_dir, env, token, outputs)
         s.destroy()
 
 
 def e2e(slice_: Slice, tmp_path: Path, *args: str, scenarios_dir: Path | None = None,
-        env: dict[str, str] | None = None) -> tuple[int, str, Path]:
-    """The command as a user runs it, on the slice's stack; returns (status, output, evidence dir)."""
+        env: dict[str, str] | None = None, strategy: tuple[str, ...] = ()) -> tuple[int, str, Path]:
+    """The command as a user runs it, on the slice's stack (default: staging); returns (status, output,
+    evidence dir)."""
     out = tmp_path / "artifacts"
-    command = [sys.executable, "-m", "ops", "e2e", *args, "--strategy", "staging", "--stack", slice_.stack,
-               "--work-dir", str(slice_.work_dir), "--out", str(out)]
+    strategy = strategy or ("--strategy", "staging", "--stack", slice_.stack, "--work-dir", str(slice_.work_dir))
+    command = [sys.executable, "-m", "ops", "e2e", *args, *strategy, "--out", str(out)]
     if scenarios_dir is not None:
         command += ["--scenarios-dir", str(scenarios_dir)]
     run_env = {**os.environ, **slice_.env, "FLY_API_TOKEN": slice_.flysim.token, "CLERK_SECRET_KEY": CLERK_SECRET,
@@ -162,3 +165,32 @@ def test_bad_usage_and_bad_scenario_files_are_refused_before_any_call(slice_: Sl
     assert status == 2 and "unknown scenario NOPE-999" in output and "ROUTER-001" in output
     assert slice_.flysim.calls() == []
     assert "Traceback" not in output
+
+
+def test_fixture_pool_sweeps_e2e_orphans_and_leaves_other_machines_alone(slice_: Slice, tmp_path: Path) -> None:
+    """From a manifest file and FLY_ORG_TOKEN, as `pulumi stack output --json` gives it."""
+    from fly import FlyClient, FlyConnection
+
+    manifest = tmp_path / "outputs.json"
+    manifest.write_text(json.dumps(slice_.outputs))
+    pool = "scen-worker-pool"
+    template = slice_.outputs["apps"]["worker_pool"]["machine_template"]
+    connection = FlyConnection.resolve(token=slice_.flysim.token, api_base_url=slice_.flysim.url,
+                                       flaps_base_url=slice_.flysim.url, environ={})
+    with FlyClient(connection) as fly:
+        orphan = fly.create_machine(pool, {**template, "metadata": {**template.get("metadata", {}),
+                                                                     "artifact_e2e_run": "killed-run"}}, region="syd")
+        other = fly.create_machine(pool, template, region="syd")  # not an e2e run's: fly-exec's, say
+        try:
+            status, output, evidence = e2e(
+                slice_, tmp_path, "--scenario", "WORKER-020", "--variant", "happy",
+                strategy=("--strategy", "fixture-pool", "--manifest", str(manifest)),
+                env={"FLY_ORG_TOKEN": slice_.token})
+            assert status == 0, output
+            left = {m.id for m in fly.list_machines(pool) if m.state != "destroyed"}
+            assert orphan.id not in left and other.id in left
+            assert f"swept worker machines of {pool}: {orphan.id}" in output
+            assert slice_.token not in "".join(p.read_text(errors="replace") for p in evidence.rglob("*") if p.is_file())
+        finally:
+            fly.delete_machine(pool, other.id, force=True)
+            fly.wait_machine(pool, other.id, "destroyed", timeout=30)

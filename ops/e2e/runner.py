@@ -763,7 +763,13 @@ def main(argv: list[str] | None = None) -> int:
     if not deployer:
         log("FLY_API_TOKEN is not set: the faults are injected with the deployer's token (an org token)")
         return 2
-    return execute(args, scenarios, slice_, deployer, run_id)
+    from fly import FlyConfigError
+
+    try:
+        return execute(args, scenarios, slice_, deployer, run_id)
+    except FlyConfigError as exc:  # a malformed endpoint in the manifest or the environment
+        log(str(exc))
+        return 2
 
 
 if __name__ == "__main__":
