@@ -192,8 +192,9 @@ def test_graphql_secrets_share_state_with_rest(client: httpx.Client, app_name: s
     assert "invalid secret name" in bad["errors"][0]["message"]
 
 
-# fly-go's own documents (superfly/fly-go resource_secrets.go, SetSecrets and UnsetSecrets): the release's
-# user and evaluationId are asked for; a schema without them refused the whole mutation and set nothing.
+# fly-go's own documents (superfly/fly-go resource_secrets.go, SetSecrets and UnsetSecrets; flyctl's
+# gql/genqclient.graphql SetSecrets asks the same): the release's user and evaluationId are asked for; a
+# schema without them refused the whole mutation and set nothing.
 FLY_GO_RELEASE = "release { id version reason description user { id email name } evaluationId createdAt }"
 FLY_GO_SET = "mutation($input: SetSecretsInput!) { setSecrets(input: $input) { %s } }" % FLY_GO_RELEASE
 FLY_GO_UNSET = "mutation($input: UnsetSecretsInput!) { unsetSecrets(input: $input) { %s } }" % FLY_GO_RELEASE
