@@ -144,7 +144,8 @@ class Infra:
     def __init__(self, slice_: Slice, connection: FlyConnection, *, allow_writes: bool = False,
                  client: FlyClient | None = None) -> None:
         self.slice = slice_
-        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes)
+        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes,
+                           slice_apps=[a.name for a in slice_.apps.values()])
         self._connection = connection
         self.fly = client or FlyClient(connection)
         self._apps: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -374,6 +375,7 @@ class Infra:
         self._apps.pop(name, None)
         machines = [m for m in self._fly(f"list the machines of {name}", self.fly.list_machines, name)
                     if m.state != "destroyed"]
+        self.guard.customer_marker(name, customer, machines)
         for m in machines:
             self._fly(f"destroy machine {m.id} of {name}", self.fly.delete_machine, name, m.id, force=True)
         for m in machines:

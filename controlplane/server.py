@@ -12,15 +12,19 @@ fix; never a traceback, never a token.
 
 import logging
 import re
+import uuid
 from typing import Annotated, Any, Awaitable, Callable, Literal
 
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from . import __version__
 from .errors import ControlPlaneError
-from .guard import AuditLog, scrub
+from .guard import AuditLog, AuditLogUnwritable, scrub
 from .infra import Infra
 from .manifest import Slice
 from .provision import Provisioner
@@ -36,29 +40,77 @@ apps are <slice>-cust-<customer> in the slice's org. infra_ensure_app with dry_r
 without changing anything. Writes need a server started with --allow-writes."""
 
 
+def caller_of(ctx: Any) -> dict[str, Any]:
+    """Who is calling, as far as the transport knows: the bearer token's id (never the token), the client's
+    name and version (from ``initialize``, or the request's envelope), the MCP session id (protocol
+    versions from 2026-07-28 have none) and the peer address."""
+    caller: dict[str, Any] = {"protocol": getattr(ctx, "protocol_version", None)}
+    request = getattr(ctx, "request", None)
+    if request is not None and hasattr(request, "scope"):
+        caller["transport"] = "http"
+        user = request.scope.get("user")
+        token = getattr(user, "access_token", None)
+        caller["token_id"] = getattr(token, "client_id", None)
+        peer = request.scope.get("client")
+        caller["peer"] = f"{peer[0]}:{peer[1]}" if peer else None
+        caller["session"] = request.headers.get("mcp-session-id")
+    else:
+        caller["transport"] = "stdio"
+    session = getattr(ctx, "session", None)
+    params = getattr(session, "client_params", None) if session is not None else None
+    info = getattr(params, "client_info", None)
+    caller["client"] = f"{info.name} {info.version}".strip() if info is not None else None
+    if caller.get("session") is None and session is not None:
+        connection = getattr(session, "_connection", None)  # the SDK keeps the session id there
+        caller["session"] = getattr(connection, "session_id", None)
+    return caller
+
+
 def audited(audit: AuditLog) -> Callable[[Any, Any], Awaitable[Any]]:
-    """Middleware: one audit entry for every tool call, those the SDK refuses (unknown tool, arguments
-    that fail the schema) included. Arguments are as the caller sent them, secrets redacted."""
+    """Middleware: every tool call, those the SDK refuses (unknown tool, arguments that fail the schema)
+    included, is recorded before it acts (``started``) and after (``ok`` or ``error``), naming the caller.
+    A call whose first line cannot be written is refused without acting. Arguments are as the caller
+    sent them, secrets redacted."""
     async def middleware(ctx: Any, call_next: Any) -> Any:
         if ctx.method != "tools/call" or ctx.request_id is None:
             return await call_next(ctx)
         params = dict(ctx.params or {})
         tool, args = str(params.get("name", "")), dict(params.get("arguments") or {})
+        call, caller = uuid.uuid4().hex[:16], caller_of(ctx)
+
+        def record(outcome: str, detail: str = "") -> None:
+            audit.record(tool, args, outcome, detail, call=call, caller=caller)
+
+        try:
+            record("started")
+        except AuditLogUnwritable as exc:
+            log.error("refused %s: %s", tool, exc)
+            return CallToolResult(content=[TextContent(type="text", text=f"{tool} was refused, nothing was done: "
+                                                                         f"{exc}")], is_error=True)
         try:
             result = await call_next(ctx)
         except Exception as exc:
-            audit.record(tool, args, "error", _no_values(f"{type(exc).__name__}: {exc}"))
+            _record_after(record, "error", _no_values(f"{type(exc).__name__}: {exc}"))
             raise
         is_error = result.get("isError") if isinstance(result, dict) else getattr(result, "is_error", False)
         if is_error:
             content = result.get("content") if isinstance(result, dict) else getattr(result, "content", None)
             first = (content or [None])[0]
             text = first.get("text", "") if isinstance(first, dict) else getattr(first, "text", "")
-            audit.record(tool, args, "error", _no_values(text))
+            _record_after(record, "error", _no_values(text))
         else:
-            audit.record(tool, args, "ok")
+            _record_after(record, "ok")
         return result
     return middleware
+
+
+def _record_after(record: Callable[..., None], outcome: str, detail: str = "") -> None:
+    """The outcome line: the call has acted, so a log that became unwritable since its first line is
+    reported to the operator (stderr), not to the caller."""
+    try:
+        record(outcome, detail)
+    except AuditLogUnwritable as exc:
+        log.error("the outcome (%s) of an audited call could not be recorded: %s", outcome, exc)
 
 
 def _no_values(text: str) -> str:
@@ -67,11 +119,13 @@ def _no_values(text: str) -> str:
 
 
 def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | None = None,
-                 secrets: tuple[str, ...] = (), reload_manifest: Callable[[], Slice] | None = None) -> MCPServer:
+                 secrets: tuple[str, ...] = (), reload_manifest: Callable[[], Slice] | None = None,
+                 token_verifier: TokenVerifier | None = None, auth: AuthSettings | None = None) -> MCPServer:
     """``reload_manifest`` reads the manifest again after an applied plan (a server started with
-    ``--stack``); otherwise the manifest is the one given at start."""
-    server = MCPServer("artifact-controlplane", instructions=INSTRUCTIONS, log_level="WARNING",
-                       middleware=[audited(audit)])
+    ``--stack``); otherwise the manifest is the one given at start. ``token_verifier`` and ``auth``: the
+    HTTP transport's authentication (``controlplane.httpauth``)."""
+    server = MCPServer("artifact-controlplane", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING",
+                       middleware=[audited(audit)], token_verifier=token_verifier, auth=auth)
     slice_ = infra.slice
 
     def run(tool: str, args: dict[str, Any], op: Callable[[], Any]) -> Any:
@@ -93,9 +147,15 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
     @server.tool(name="infra_list_machines", title="List machines", annotations=READ)
     def infra_list_machines(
         app: Annotated[str, Field(description=f"app name: {slice_.prefix}-<role> or {slice_.prefix}-cust-<customer>")],
-    ) -> list[dict[str, Any]]:
-        """The machines of one app of the slice: id, name, state, region, image, updated time."""
-        return run("infra_list_machines", {"app": app}, lambda: infra.list_machines(app))
+    ) -> dict[str, Any]:
+        """The machines of one app of the slice: ``{"app": name, "machines": [...]}``, each machine with its
+        id, name, state, region, image and updated time (an empty pool is an empty list)."""
+        def op() -> dict[str, Any]:
+            machines = infra.list_machines(app)
+            if app.startswith(infra.guard.customer_prefix):  # a customer's app is one its machines say so
+                infra.guard.customer_marker(app, app.removeprefix(infra.guard.customer_prefix), machines)
+            return {"app": app, "machines": machines}
+        return run("infra_list_machines", {"app": app}, op)
 
     @server.tool(name="infra_ensure_app", title="Ensure a customer app",
                  annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
@@ -167,6 +227,7 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
             applied = provisioner.apply(stack, plan_id)
             if reload_manifest is not None:
                 infra.slice = reload_manifest()
+                infra.guard.slice_apps = frozenset(a.name for a in infra.slice.apps.values())
             return applied
         return run("infra_provision_org", {"stack": stack, "apply": apply, "plan_id": plan_id}, op)
 

@@ -7,6 +7,11 @@ Backend: PULUMI_BACKEND_URL (or PULUMI_ACCESS_TOKEN for Pulumi Cloud) if set, el
 the run's state dir. Secrets: PULUMI_CONFIG_PASSPHRASE(_FILE) if set, else a passphrase generated for this
 run (kept in the state dir, mode 600, never printed; masked under GitHub Actions).
 
+Lock: every engine operation that writes the stack first takes the stack's lock (enginejob/backend_lock.py: a
+PostgreSQL advisory lock on a postgres:// backend), waiting up to ARTIFACT_STACK_LOCK_WAIT seconds (default
+900) for another update of it and saying who holds it; `--cleanup-only` releases Pulumi's own lock (`pulumi
+cancel`) only once it holds that lock, so it never breaks the lock of a cycle that still runs.
+
 Signals: SIGINT, SIGTERM or SIGHUP during the cycle cancel the running engine operation gracefully
 (pulumi finishes what is in flight, records it and releases its lock), then the teardown runs; during
 the teardown they are noted and ignored, so the teardown runs to its end.
@@ -45,6 +50,7 @@ FAIL_MIDWAY = {"operation": "Machines_create", "status": 422,
                "message": "injected by ephemeral-cycle --fail-midway"}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CLERK_FROM_ENV = {"clerkSecretKey": "CLERK_SECRET_KEY", "clerkPublishableKey": "CLERK_PUBLISHABLE_KEY"}
+LOCK_TITLE = "the ephemeral cycle"
 
 
 def log(message: str) -> None:
@@ -395,13 +401,17 @@ def _sweep(run: Run, fly_url: str | None, *, expected_clean: bool) -> None:
 def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard) -> None:
     from pulumi import automation as auto
 
+    from enginejob import Busy
+
+    from enginejob.backend_lock import LockUnavailable
     from .workspace import SliceStack, link_project, open_stack
 
     destroyed = False
     link_project(run.work_dir)
     try:
         stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
-                                      create=False, pulumi_command=run.engine), run.work_dir, echo=echo)
+                                      create=False, pulumi_command=run.engine), run.work_dir, echo=echo,
+                           lock_title=LOCK_TITLE)
     except auto.StackNotFoundError:
         log(f"no stack {run.stack_name} in the backend: nothing to destroy")
         run.stack_gone = True
@@ -409,34 +419,40 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     except auto.CommandError as exc:  # e.g. a backend out of reach: the sweep below still runs
         run.fail(f"could not open stack {run.stack_name}: {str(exc).strip()[-300:]}")
         stack = None
-    if stack is not None:
-        if run.args.cleanup_only:
-            # The cycle that held the stack is gone (killed with its runner): any lock it left is stale.
-            with contextlib.suppress(auto.CommandError):
-                stack.stack.cancel()
-        log(f"pulumi destroy {run.stack_name}")
-        try:
-            stack.destroy()
-            destroyed = True
-        except auto.CommandError:
-            # Once more, the careful way: no stale lock, what is already gone dropped first, one at a time.
-            log("destroy failed; releasing a stale lock, if any, and trying once more (refresh, one at a time)")
-            with contextlib.suppress(auto.CommandError):
-                stack.stack.cancel()
+    try:
+        if stack is not None:
+            if run.args.cleanup_only:
+                # The cycle that held the stack is gone (killed with its runner): any Pulumi lock it left is stale.
+                # (SliceStack.cancel waits for the stack's own lock first: a cycle still running keeps its lock.)
+                with contextlib.suppress(auto.CommandError):
+                    stack.cancel()
+            log(f"pulumi destroy {run.stack_name}")
             try:
-                stack.destroy(refresh=True, parallel=1)
+                stack.destroy()
                 destroyed = True
             except auto.CommandError:
-                run.fail("pulumi destroy (twice)")
-                _list_state(stack.stack)
-                log("removing the stack with --force: the resources above may be left at Fly (the sweep below "
-                    "deletes the apps)")
-        try:
-            stack.remove(force=not destroyed)
-            run.stack_gone = True
-            log(f"stack {run.stack_name} removed from the backend")
-        except auto.CommandError as exc:
-            run.fail(f"pulumi stack rm{'' if destroyed else ' --force'}: {str(exc).strip()[-300:]}")
+                # Once more, the careful way: no stale lock, what is already gone dropped first, one at a time.
+                log("destroy failed; releasing a stale lock, if any, and trying once more (refresh, one at a time)")
+                with contextlib.suppress(auto.CommandError):
+                    stack.cancel()
+                try:
+                    stack.destroy(refresh=True, parallel=1)
+                    destroyed = True
+                except auto.CommandError:
+                    run.fail("pulumi destroy (twice)")
+                    _list_state(stack.stack)
+                    log("removing the stack with --force: the resources above may be left at Fly (the sweep below "
+                        "deletes the apps)")
+            try:
+                stack.remove(force=not destroyed, remove_backups=True)  # nothing of it left in a shared backend
+                run.stack_gone = True
+                log(f"stack {run.stack_name} removed from the backend")
+            except auto.CommandError as exc:
+                run.fail(f"pulumi stack rm{'' if destroyed else ' --force'}: {str(exc).strip()[-300:]}")
+    except (Busy, LockUnavailable) as exc:  # another update holds the stack, or no lock: neither destroy nor sweep
+        run.fail(f"teardown of {run.stack_name}: {exc}")
+        log("nothing was torn down; once it has finished, rerun with --cleanup-only")
+        return
     _sweep(run, fly_url, expected_clean=destroyed and not run.args.cleanup_only and guard.received is None)
 
 
@@ -471,13 +487,17 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
            between: Between | None = None) -> None:
     from pulumi import automation as auto
 
+    from enginejob import Busy
+
+    from enginejob.backend_lock import LockUnavailable, WaitStopped
     from .workspace import SliceStack, link_project, open_stack, set_config, slice_config
 
     guard.check()
     link_project(run.work_dir)
     try:
         stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
-                                      pulumi_command=run.engine), run.work_dir, echo=echo)
+                                      pulumi_command=run.engine), run.work_dir, echo=echo, lock_title=LOCK_TITLE,
+                           lock_stop=lambda: guard.received is not None)
         config = {**run.copied_config, **slice_config(run.stack_name, org=run.org, region=run.region,
                                                       domain=run.domain, volume_size_gb=run.args.volume_size_gb,
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
@@ -499,6 +519,12 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
         guard.check()
         run.fail("pulumi up")
         return
+    except (Busy, LockUnavailable) as exc:  # another update of this stack kept it past the wait; no database
+        run.fail(f"pulumi up: {exc}")
+        return
+    except WaitStopped:
+        guard.check()
+        raise
     guard.check()
     log(f"validate (phase 6) {run.stack_name}")
     if not _validate(stack.outputs(), run.stack_name):

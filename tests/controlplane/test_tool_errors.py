@@ -74,11 +74,11 @@ def test_name_taken_by_another_org(world: SliceWorld, tmp_path: Path) -> None:
 def test_app_of_another_org_refused_even_with_a_broader_token(world: SliceWorld, tmp_path: Path) -> None:
     """With a token that can see other orgs, the allowlist's org check still refuses their apps."""
     with world.admin() as fly:
-        fly.create_app("s1-elsewhere", "other-org")
+        fly.create_app("s1-cust-elsewhere", "other-org")
     try:
-        text = _call(world, tmp_path, "infra_list_machines", {"app": "s1-elsewhere"}, token=world.flysim.token)
+        text = _call(world, tmp_path, "infra_list_machines", {"app": "s1-cust-elsewhere"}, token=world.flysim.token)
     finally:
-        world.admin().delete_app("s1-elsewhere")
+        world.admin().delete_app("s1-cust-elsewhere")
     assert "is in org other-org, outside this control plane's allowlist (org personal)" in text
 
 
@@ -132,9 +132,12 @@ def test_provision_refuses_a_stack_outside_the_allowlist(world: SliceWorld, tmp_
 
 
 def test_redact_hides_secret_arguments_and_known_values() -> None:
-    token = "fm" "2_abcdefghijklmnopqrstuvwxyz"
-    assert redact({"customer": "a", "secrets": {"K": "v"}, "env": {"X": f"has {token}"}}, (token,)) == {
-        "customer": "a", "secrets": {"K": "[redacted]"}, "env": {"X": "has [redacted]"}}
+    token = "a-known-secret-of-no-known-shape-0123"
+    assert redact({"customer": "a", "secrets": {"K": "v"}, "env": {"X": f"has {token}", "TIER": "gold",
+                                                                   "KEY": "sk_live_" "0123456789abcdef"}},
+                  (token,)) == {
+        "customer": "a", "secrets": {"K": "[redacted]"},
+        "env": {"X": "has [redacted]", "TIER": "gold", "KEY": "[redacted]"}}
 
 
 def _ok(world: SliceWorld, tool: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +194,8 @@ def test_calls_the_sdk_refuses_are_audited_without_values(world: SliceWorld, tmp
     secret = "sk_live_wrongly_typed_0123456789"
     _call(world, tmp_path, "infra_ensure_app", {"customer": "acme", "secrets": {"KEY": [secret]}}, sdk_refused=True)
     audit = (tmp_path / "audit.jsonl").read_text()
-    [entry] = [json.loads(line) for line in audit.splitlines()]
+    started, entry = [json.loads(line) for line in audit.splitlines()]
+    assert started["outcome"] == "started" and started["call"] == entry["call"]
     assert entry["tool"] == "infra_ensure_app" and entry["outcome"] == "error"
     assert entry["args"]["secrets"] == {"KEY": "[redacted]"} and "secrets" in entry["detail"]
     assert secret not in audit
