@@ -1,7 +1,7 @@
 """Benchmark: whole slices on flysim through the real engine, and the ratios that matter, in one run.
 Timings live here, never in tests.
 
-    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale] [--scale 1,4,8,16]
+    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale,customer] [--scale 1,4,8,16]
                   [--repeat 5] [--backend postgres://...] [--json PATH]
 
 Sections (all by default):
@@ -16,6 +16,8 @@ Sections (all by default):
               time, 429s, peak memory of this process and everything it started; then all destroyed. With
               `--backend postgres://...` each N runs on the file backend and then on that one (all N slices
               in one table there), with the difference in wall time: the backend's cost
+  customer    the control plane's `infra_ensure_app` of a new customer (median of 3) against its own critical
+              path, a no-change call, a dry run, and 10 new customers at once (bench/customer_bench.py)
 Every section starts a fresh flysim (rate limits on, as on Fly). A table goes to stdout, everything to
 the JSON file (default artifacts/bench/slice-bench-<time>.json).
 """
@@ -44,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script (scripts/bench): the project's packages
     sys.path.insert(0, str(REPO))
 
+from bench import customer_bench  # noqa: E402
 from bench.critical_path import critical_path  # noqa: E402
 from bench.runbook import run_sequential  # noqa: E402
 from flysim.latency import get_profile  # noqa: E402
@@ -53,7 +56,7 @@ from enginejob.backend_lock import connect, is_postgres, libpq_conninfo  # noqa:
 from ops.workspace import SliceStack, find_pulumi_bin, local_slice_stack  # noqa: E402
 
 ORG = "personal"
-SECTIONS = ("slice", "sequential", "scale")
+SECTIONS = ("slice", "sequential", "scale", "customer")
 # The calls it takes to bring a machine to `started` (the exit-event read of a release machine is not one).
 MACHINE_START_OPERATIONS = {"Machines_list", "Machines_create", "Machines_wait", "Machines_show", "Machines_start",
                             "Machines_update", "Machines_create_lease", "Machines_release_lease"}
@@ -311,6 +314,8 @@ def render(report: dict[str, Any]) -> str:
         for cost in report.get("backend_cost") or []:
             lines.append(f"{'  backend cost':<16}{cost['backend']:>9}  N = {cost['n']}: wall {cost['wall_delta_seconds']:+.2f} s, "
                          f"slowest up {cost['slowest_delta_seconds']:+.2f} s against the file backend")
+    if report.get("customer"):
+        lines += customer_bench.render(report["customer"])
     return "\n".join(lines)
 
 
@@ -341,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend and not (args.backend.startswith("file://") or is_postgres(args.backend)):
         parser.error(f"--backend: a postgres:// (or file://) URL (got {args.backend.split('://', 1)[0]}://...)")
     pulumi_bin = find_pulumi_bin()
-    if pulumi_bin is None and ({"slice", "scale"} & set(sections)):
+    if pulumi_bin is None and ({"slice", "scale", "customer"} & set(sections)):
         parser.error("the Pulumi engine is missing: run through scripts/bench (it sources scripts/setup.sh)")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -365,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                     {"n": n, "backend": other["backend"],
                      "wall_delta_seconds": round(other["wall_seconds"] - file_run["wall_seconds"], 2),
                      "slowest_delta_seconds": round(other["slowest_up_seconds"] - file_run["slowest_up_seconds"], 2)})
+    if "customer" in sections:
+        report["customer"] = customer_bench.bench_customers(args.latency, pulumi_bin)
     print(render(report))
     out = args.json or REPO / "artifacts" / "bench" / f"slice-bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ _EXPORTS = {
     **{name: "errors" for name in (
         "FlyAPIError", "FlyAlreadyExists", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
         "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyHealthGateFailed", "FlyInvalidResponse",
-        "FlyMachineCrashed", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound", "FlyOperationFailed",
-        "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError", "FlyVolumeSwapRefused",
-        "FlyWaitTimeout")},
+        "FlyMachineCrashed", "FlyMachineDidNotStart", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound",
+        "FlyOperationFailed", "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError",
+        "FlyVolumeSwapRefused", "FlyWaitTimeout")},
 }
 __all__ = sorted(_EXPORTS)
 

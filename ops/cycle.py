@@ -33,7 +33,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -49,6 +49,7 @@ NOT_COPIED = {"prefix", "domain", "protectVolumes", "createOrg", "nfsVolumeSizeG
 FAIL_MIDWAY = {"operation": "Machines_create", "status": 422,
                "message": "injected by ephemeral-cycle --fail-midway"}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLERK_FROM_ENV = {"clerkSecretKey": "CLERK_SECRET_KEY", "clerkPublishableKey": "CLERK_PUBLISHABLE_KEY"}
 LOCK_TITLE = "the ephemeral cycle"
 
 
@@ -455,7 +456,35 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     _sweep(run, fly_url, expected_clean=destroyed and not run.args.cleanup_only and guard.received is None)
 
 
-def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard) -> None:
+def _set_clerk_keys(stack: Any, env: dict[str, str]) -> str | None:
+    """The Clerk keys, when the job has them (CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY), as secret config,
+    through stdin as preview.yml sets them: never on a command line (the Automation API's set_config puts
+    values in the arguments). Returns what failed, if anything."""
+    import subprocess
+
+    workspace = stack.stack.workspace
+    for key, variable in CLERK_FROM_ENV.items():
+        value = os.environ.get(variable)
+        if not value:
+            continue
+        done = subprocess.run(
+            [workspace.pulumi_command.command, "config", "set", "--secret", "--stack", stack.stack.name,
+             f"artifact-slice:{key}"], input=value, text=True, capture_output=True, cwd=str(stack.work_dir),
+            env={**os.environ, **env, **({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {})},
+            timeout=120)
+        if done.returncode != 0:
+            return f"pulumi config set --secret artifact-slice:{key}: {done.stderr.strip()[-300:]}"
+    return None
+
+
+# What runs on the slice once it is up and validated (``python -m ops e2e --strategy ephemeral``): given its
+# outputs (secret ones included), the stack's name, project directory and engine environment; False fails
+# the cycle. The teardown runs after it all the same.
+Between = Callable[[dict[str, Any], str, Path, dict[str, str]], bool]
+
+
+def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard,
+           between: Between | None = None) -> None:
     from pulumi import automation as auto
 
     from enginejob import Busy
@@ -474,9 +503,13 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
                                                       flaps_url=fly_url or os.environ.get("FLY_FLAPS_BASE_URL"))}
         set_config(stack.stack, config)
+        clerk_failed = _set_clerk_keys(stack, env)
     except auto.CommandError as exc:
         guard.check()
         run.fail(f"stack init {run.stack_name}: {str(exc).strip()[-500:]}")
+        return
+    if clerk_failed:
+        run.fail(f"stack init {run.stack_name}: {clerk_failed}")
         return
     guard.check()
     log(f"pulumi up {run.stack_name}")
@@ -496,7 +529,12 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
     log(f"validate (phase 6) {run.stack_name}")
     if not _validate(stack.outputs(), run.stack_name):
         run.fail("validate (phase 6)")
+        return
     guard.check()
+    if between is not None:
+        if not between(stack.outputs(), run.stack_name, run.work_dir, env):
+            run.fail("the e2e scenarios (see their summary above)")
+        guard.check()
 
 
 def _cleanup_files(run: Run) -> None:
@@ -516,7 +554,7 @@ def _cleanup_files(run: Run) -> None:
             f"--run-id {run.args.run_id} --fly fly --state-dir {run.state_dir} --cleanup-only")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, between: Between | None = None) -> int:
     from .workspace import REPO, find_pulumi_bin
 
     args = parse_args(argv)
@@ -569,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 _teardown(run, env, None, guard)
             elif args.fly == "fly":
                 try:
-                    _cycle(run, env, None, guard)
+                    _cycle(run, env, None, guard, between)
                 except Stopped:
                     pass
                 finally:
@@ -578,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 with _flysim(run, fly_token) as sim:
                     try:
-                        _cycle(run, env, sim.url, guard)
+                        _cycle(run, env, sim.url, guard, between)
                     except Stopped:
                         pass
                     finally:

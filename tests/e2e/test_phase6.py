@@ -82,9 +82,9 @@ def test_phase6_passes_on_a_good_slice_and_fails_naming_the_check(tmp_path: Path
 
     # A baseline app gone (deleted outside Pulumi).
     with _fly(flysim) as fly:
-        fly.delete_app(f"{prefix}-image-coder")
+        fly.delete_app(f"{prefix}-fly-host-coder")
     text = _failed_up(s, "artifact-slice:execImage", "registry.fly.io/artifact-fly-exec:2026.11.4")
-    assert f"FAIL app {prefix}-image-coder (image_coder) exists: app {prefix}-image-coder not found" in text
+    assert f"FAIL app {prefix}-fly-host-coder (image_coder) exists: app {prefix}-fly-host-coder not found" in text
 
     s.destroy()
     s.remove()
