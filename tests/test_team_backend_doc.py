@@ -47,10 +47,11 @@ def test_pulumi_by_hand_and_the_holders_query_of_the_page(team_backend: TeamBack
     env.update({"PATH": f"{pulumi_bin}{os.pathsep}{env.get('PATH', '')}", "PULUMI_HOME": str(tmp_path / "home"),
                 "PULUMI_SKIP_UPDATE_CHECK": "true"})
     login = subprocess.run(["pulumi", "login", f"postgres://{ROLE}@127.0.0.1:{team_backend.server.port}/pulumi"],
-                           env=env, capture_output=True, text=True, timeout=60)
+                           env=env, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
     assert login.returncode == 0, login.stderr
     listed = subprocess.run(["pulumi", "stack", "ls", "--all", "--json"], env=env, capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+                            timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)  # never waits on a prompt
     assert listed.returncode == 0, listed.stderr
 
     # While an entry point holds a stack, the page's query names it.
