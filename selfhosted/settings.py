@@ -283,7 +283,8 @@ def _invisible(char: str) -> bool:
 
 def describe(char: str) -> str:
     """A character in words: U+200B ZERO WIDTH SPACE."""
-    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
+    fallback = {"\t": "TAB", "\r": "CARRIAGE RETURN", "\n": "LINE FEED"}.get(char, "CONTROL CHARACTER")
+    return f"U+{ord(char):04X} {unicodedata.name(char, fallback)}"
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def test_a_failing_health_check_shows_what_failed_and_leaves_nothing(
     page.goto(wizard.url)
     _fill(page, flysim, creds, "sad")
     page.click("#check")
+    expect(page.locator("#token-ok")).to_be_visible()
     shot("plan")
     page.click("#deploy")
     expect(page.locator("#result-failed")).to_be_visible(timeout=120_000)

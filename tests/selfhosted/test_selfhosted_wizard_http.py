@@ -46,9 +46,11 @@ def test_one_deploy_per_prefix_and_the_event_stream(wizard: WizardServer, flysim
         assert started.status_code == 303 and started.headers["location"] == f"/jobs/{first}"
 
         again = http.post(f"/jobs/{second}/deploy")
-        assert again.status_code == 409 and "a deploy of &#39;busy&#39; is already running" in again.text
+        assert again.status_code == 409 and "A deploy of &#39;busy&#39; is already running" in again.text
+        assert f'href="/jobs/{first}"' in again.text  # "already running" leads to the running job
         replan = http.post("/plan", data=_form(flysim, creds, "busy"))
         assert replan.status_code == 409 and "already running" in replan.text
+        assert f'href="/jobs/{first}"' in replan.text
         teardown = http.post("/teardown", data={"prefix": "busy", "org": "personal", "fly_token": flysim.token,
                                                 "confirm": "yes"})
         assert teardown.status_code == 409
