@@ -144,8 +144,8 @@ class Wizard:
         return self.page("message.html", status_code, title=title, message=message, back=back, link=link)
 
     def too_large(self, request: Request, exc: FormTooLarge) -> Response:
-        size = f" ({exc.size / 1024 / 1024:.1f} MB)" if exc.size and exc.size >= 1024 * 1024 else \
-            f" ({exc.size // 1024} KB)" if exc.size else ""
+        size = f" ({exc.size / 1e6:.1f} MB)" if exc.size and exc.size >= 1e6 else \
+            f" ({exc.size // 1000} KB)" if exc.size else ""
         words = (f"The form was far too large{size}: a whole form is at most {MAX_FORM_BYTES // 1024} KB, and no "
                  "token or key comes near that. Something else was pasted into a field: go back, check each "
                  "field, and paste the right value again.")
