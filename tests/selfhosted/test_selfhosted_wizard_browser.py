@@ -150,6 +150,8 @@ def test_a_failing_health_check_shows_what_failed_and_leaves_nothing(
     expect(page.locator("#failure")).to_contain_text(
         "sad-relay: check 'health' is critical (GET /health: 500 Internal Server Error)")
     expect(page.locator("#rolled-back")).to_contain_text("nothing of sad is left")
+    expect(page.locator("#steps .st-running")).to_have_count(0)  # nothing shows as still running
+    expect(page.locator("#teardown-prefix")).to_have_attribute("href", "/teardown?prefix=sad&org=personal")
     _no_credential(page, secret_values(creds, flysim.token))
     shot("failed")
     assert _apps(flysim, "sad") == []
