@@ -192,13 +192,13 @@ class Wizard:
             account = await asyncio.to_thread(check_account, self.target, credentials.token, settings)
         except AccountError as exc:
             return self.refuse(request, Refusal(f"Please fix the field marked below: {FIELDS[exc.field].label}.",
-                                                {exc.field: sentence(str(exc))}, 422), values)
+                                                {exc.field: str(exc)}, 422), values)
         try:
             refuse_existing(account, settings)
         except AccountError as exc:
             teardown = Link(f"/teardown?prefix={settings.prefix}&org={settings.org}",
                             f"Tear down {settings.prefix}")
-            return self.refuse(request, Refusal(sentence(str(exc)), {exc.field: f"Name prefix {settings.prefix!r} "
+            return self.refuse(request, Refusal(str(exc), {exc.field: f"Name prefix {settings.prefix!r} "
                                                                     "is in use (see above)"}, 409, teardown), values)
         job = self.jobs.add(Job("deploy", settings, self.target, credentials=credentials, account=account,
                                 notes=parsed.notes))

@@ -44,7 +44,7 @@ def test_a_wrong_token_is_refused_without_echoing_it(flysim: FlysimServer) -> No
 
 
 def test_an_unknown_org_is_named(flysim: FlysimServer) -> None:
-    with pytest.raises(AccountError, match="this token can't see the organization 'nope'.*Or correct the organization"):
+    with pytest.raises(AccountError, match="This token can't see the organization 'nope'.*Or correct the organization"):
         check_account(flysim_target(flysim.url), flysim.token, parse_settings({"prefix": "alice", "org": "nope"}))
 
 

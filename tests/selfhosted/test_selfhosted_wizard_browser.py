@@ -250,8 +250,41 @@ def test_touch_targets_keyboards_and_the_chosen_channel(wizard: WizardServer, ph
     radio = page.locator("#channel-telegram").bounding_box()
     assert radio["height"] >= 24 and page.locator("label:has(#channel-telegram)").bounding_box()["height"] >= 44
 
-    page.goto(f"{wizard.url}/teardown?prefix=old-bot&org=personal")
-    expect(page.locator("#prefix")).to_have_value("old-bot")  # "already exists" leads here, prefix filled in
+
+def test_ways_back_and_pages_in_words(wizard: WizardServer, flysim: FlysimServer, phone: tuple[Page, Shots],
+                                      creds: dict[str, str]) -> None:
+    page, shot = phone
+    with flysim.client() as admin:  # a pair of an earlier deploy whose state is gone
+        admin.post("/v1/apps", json={"app_name": "old-bot-relay", "org_slug": "personal"}).raise_for_status()
+    page.goto(wizard.url)
+    _fill(page, flysim, creds, "old-bot")
+    page.click("#check")
+    expect(page.locator("#problem")).to_contain_text("old-bot-relay already exists in 'personal': tear it down first")
+    expect(page.locator("#error-prefix")).to_be_visible()
+    shot("already-exists", full_page=False)
+    page.click("#problem-link")  # "already exists" leads to teardown, the prefix filled in
+    expect(page.locator("#prefix")).to_have_value("old-bot")
     assert page.locator("label:has(#confirm)").bounding_box()["height"] >= 44
     assert page.title() == "Remove a deploy · Self-hosted deploy"
     shot("teardown-prefilled")
+
+    # A plan cancelled, then its page reopened (the back button): it says so.
+    page.goto(wizard.url)
+    _fill(page, flysim, creds, "changed")
+    page.click("#check")
+    expect(page.locator("#token-ok")).to_be_visible()
+    plan_url = page.url
+    page.click("#cancel")
+    page.goto(plan_url)
+    expect(page.locator("#cancelled")).to_contain_text("cancelled before anything was created")
+    shot("cancelled")
+
+    # A form far too large (sent without the page's script, which its maxlength would stop): a page in words.
+    page.goto(wizard.url)
+    page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post'; f.action = '/plan';
+        const t = document.createElement('textarea'); t.name = 'prefix'; t.value = 'x'.repeat(1000000);
+        f.appendChild(t); document.body.appendChild(f); f.submit(); }""")
+    expect(page.locator("h1")).to_have_text("Form too large")
+    expect(page.locator("#problem")).to_contain_text("The form was far too large (1.0 MB)")
+    assert "x" * 100 not in page.content()
+    shot("too-large")
