@@ -54,24 +54,25 @@ def check_account(target: Target, token: str, settings: DeploySettings) -> Accou
                 # Fly answers "not found" alike for an org that doesn't exist, another org's, and one a
                 # deploy token (limited to its app) can't see: the likeliest first, then the others.
                 raise AccountError(
-                    f"This token can't see the organization {settings.org!r} on {where}. A deploy token is limited to one "
-                    f"app and can't create apps: use an org token (Fly dashboard: Tokens, create an org token "
-                    f"for {settings.org!r}; or `fly tokens create org -o {settings.org}`). Or correct the "
-                    "organization: its slug as the Fly dashboard shows it (e.g. personal)")
+                    f"This token can't see the organization {settings.org!r} on {where}. A deploy token is "
+                    f"limited to one app and can't create apps: use an org token (Fly dashboard: Tokens, create "
+                    f"an org token for {settings.org!r}; or `fly tokens create org -o {settings.org}`). Or "
+                    "correct the organization: its slug as the Fly dashboard shows it (e.g. personal)")
             try:
                 # Listing the org's apps needs org-level access, the access creating apps needs; a
                 # token limited to one app (a deploy token) is refused here, before anything is made.
                 apps = {a.name: a for a in client.list_apps(org.slug)}
             except FlyForbidden:
                 raise AccountError(
-                    f"This token can't create apps in {org.slug!r}: it is limited to less than the organization (a deploy "
-                    f"token is limited to one app). Use an org token (Fly dashboard: Tokens, create an org token "
-                    f"for {org.slug!r}; or `fly tokens create org -o {org.slug}`)") from None
+                    f"This token can't create apps in {org.slug!r}: it is limited to less than the organization "
+                    f"(a deploy token is limited to one app). Use an org token (Fly dashboard: Tokens, create an "
+                    f"org token for {org.slug!r}; or `fly tokens create org -o {org.slug}`)") from None
             existing = [name for name in (settings.relay_app, settings.vm_app) if name in apps]
             for name in (settings.relay_app, settings.vm_app):
                 if name not in apps and client.find_app(name) is not None:
-                    raise AccountError(f"The prefix {settings.prefix!r} makes the app name {name!r}, which another organization already "
-                                       "has (app names are global on Fly): choose another prefix", field="prefix")
+                    raise AccountError(f"The prefix {settings.prefix!r} makes the app name {name!r}, which another "
+                                       "organization already has (app names are global on Fly): choose another "
+                                       "prefix", field="prefix")
             return Account(org_slug=org.slug, org_name=org.name or org.slug, can_create_apps=True,
                            existing_apps=existing)
     except AccountError:
@@ -94,7 +95,6 @@ def refuse_existing(account: Account, settings: DeploySettings) -> None:
     """A deploy without the state of an earlier one must not take over its apps: the agent's volume
     would not be found again, and a new, empty one would be mounted in its place."""
     if account.existing_apps:
-        many = len(account.existing_apps) > 1
-        raise AccountError(f"{' and '.join(account.existing_apps)} already exist{'' if many else 's'} in "
-                           f"{account.org_slug!r}: tear {'them' if many else 'it'} down first (`python -m selfhosted teardown --prefix {settings.prefix}` or the wizard's "
-                           "teardown page), or choose another prefix", field="prefix")
+        raise AccountError(f"{' and '.join(account.existing_apps)} already exist in {account.org_slug!r}: tear them "
+                           f"down first (`python -m selfhosted teardown --prefix {settings.prefix}` or the wizard's "
+                           "teardown page), or choose another prefix")

@@ -198,7 +198,7 @@ class Wizard:
         except AccountError as exc:
             teardown = Link(f"/teardown?prefix={settings.prefix}&org={settings.org}",
                             f"Tear down {settings.prefix}")
-            return self.refuse(request, Refusal(str(exc), {exc.field: f"Name prefix {settings.prefix!r} "
+            return self.refuse(request, Refusal(str(exc), {"prefix": f"Name prefix {settings.prefix!r} "
                                                                     "is in use (see above)"}, 409, teardown), values)
         job = self.jobs.add(Job("deploy", settings, self.target, credentials=credentials, account=account,
                                 notes=parsed.notes))

@@ -115,7 +115,7 @@ def test_existing_apps_without_their_state_are_not_taken_over(flysim: FlysimServ
     settings, credentials = parse({"prefix": "carol"}, {**creds, "fly_token": flysim.token})
     flysim.clear_calls()
     result = setup(flysim_target(flysim.url), settings, credentials, lambda _s: None)
-    assert not result.ok and "carol-vm already exists in 'personal': tear it down first" in result.failure
+    assert not result.ok and "carol-vm already exist in 'personal': tear them down first" in result.failure
     assert not [c for c in flysim.calls() if c.get("mutating")]
 
 

@@ -259,7 +259,7 @@ def test_ways_back_and_pages_in_words(wizard: WizardServer, flysim: FlysimServer
     page.goto(wizard.url)
     _fill(page, flysim, creds, "old-bot")
     page.click("#check")
-    expect(page.locator("#problem")).to_contain_text("old-bot-relay already exists in 'personal': tear it down first")
+    expect(page.locator("#problem")).to_contain_text("old-bot-relay already exist in 'personal'")
     expect(page.locator("#error-prefix")).to_be_visible()
     shot("already-exists", full_page=False)
     page.click("#problem-link")  # "already exists" leads to teardown, the prefix filled in
