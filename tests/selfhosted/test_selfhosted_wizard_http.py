@@ -233,3 +233,21 @@ def test_the_form_mirrors_the_servers_checks_and_a_cancelled_plan_says_so(
         assert http.get(f"/jobs/{job}/state").json() == {"id": job, "kind": "deploy", "prefix": "changed",
                                                         "state": "cancelled"}
         assert http.get("/jobs/nope/state").status_code == 404
+
+
+def test_no_character_in_any_field_gets_a_bare_error(wizard: WizardServer, flysim: FlysimServer,
+                                                     creds: dict[str, str]) -> None:
+    """Whatever a phone keyboard puts in whichever field: an answer in words, never a 500 or an echoed secret."""
+    nasty = ["\u200b", "\x00", "\u202e", "a\r\nb", "\U0001f4a5", "\u00e9", "\ufeff\u00a0"]
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        for field in (*_form(flysim, creds, "n").keys(), "volume_size_gb", "vm_size", "discord_bot_token"):
+            for i, char in enumerate(nasty):
+                form = _form(flysim, creds, f"n{i}")
+                value = form.get(field, "x")
+                form[field] = value[:4] + char + value[4:]
+                answer = http.post("/plan", data=form, headers=JSON)
+                assert answer.status_code in (200, 409, 422), (field, char, answer.text[:300])
+                body = answer.json()
+                assert "next" in body or (body["problem"] and body["errors"]), (field, char, body)
+                if field in SECRET_FIELDS and "next" not in body:
+                    assert form[field] not in answer.text
