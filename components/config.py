@@ -21,6 +21,8 @@ from fly.regions import region_problem
 
 PROJECT_NAMESPACE = "artifact-slice"
 FLY_NAMESPACE = "fly"
+# The policy pack's settings (policy/rules.py checks them itself): not the program's to judge.
+POLICY_NAMESPACE = "artifact-policy"
 # Read as Pulumi secrets, apart from the model: their values are never plain in this program.
 SECRET_KEYS = ("clerkPublishableKey", "clerkSecretKey")
 FLY_KEYS = {"apiBaseUrl": "api_base_url", "flapsBaseUrl": "flaps_base_url", "apiToken": None}
@@ -311,6 +313,8 @@ def _unknown_keys(values: dict[str, Any], secret_keys: set[str]) -> list[str]:
                 continue
             guess = _closest(key, known[namespace]) or _closest(key, [k for ns in known for k in known[ns]])
             guess_full = next((k for k in everything if k.endswith(f":{guess}")), None) if guess else None
+        elif namespace == POLICY_NAMESPACE:
+            continue
         elif difflib.get_close_matches(namespace, list(known), n=1, cutoff=0.6):
             guess_full = _closest(full_key, everything)
         else:

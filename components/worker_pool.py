@@ -24,9 +24,6 @@ class WorkerPool(pulumi.ComponentResource):
     def __init__(self, name: str, *, prefix: str, org_slug: pulumi.Input[str], region: str, image: str,
                  env: dict[str, str], sweep_before: Sequence[pulumi.Resource] = (),
                  connection: FlyConnectionArgs | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("artifact:slice:WorkerPool", name, None, opts)
-        inherit_connection(self, opts, connection)
-        child = pulumi.ResourceOptions(parent=self)
         toml = fly_toml("worker-pool")
         # Idle workers must be suspended (fast resume), never stopped: refuse a template that lost it.
         mode = auto_stop_mode(toml)
@@ -34,7 +31,13 @@ class WorkerPool(pulumi.ComponentResource):
             raise WorkerPoolTemplateError(
                 f"deploy/fly.worker-pool.toml: http_service.auto_stop_machines is {mode!r}; the worker pool "
                 "needs 'suspend' (set auto_stop_machines = 'suspend')")
-        self.template: dict[str, Any] = machine_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
+        template: dict[str, Any] = machine_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
+        # The template is the component's input: no Fly resource holds it, and the policy pack (policy/) checks
+        # what fly-exec will launch from it (suspend, size, image, env) as it checks a machine's config.
+        super().__init__("artifact:slice:WorkerPool", name, {"template": template}, opts)
+        self.template = template  # the SDK made the input an Output attribute; the program uses the plain dict
+        inherit_connection(self, opts, connection)
+        child = pulumi.ResourceOptions(parent=self)
         self.app = App(f"{name}-app", name=f"{prefix}-worker-pool", org_slug=org_slug, opts=child)
         self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
                                  opts=child)

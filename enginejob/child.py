@@ -37,6 +37,7 @@ def main(argv: list[str]) -> int:
     lock_fds = [int(fd) for fd in argv[1].split(",") if fd] if len(argv) > 1 else []
     for fd in lock_fds:  # held, never handed on to the engine
         os.set_inheritable(fd, False)
+    procs.become_subreaper()
     if len(argv) > 2 and argv[2]:  # the key lock: its holder is this process now, not the parent
         _own(int(argv[2]))
     # The protocol keeps the stdout we were given; anything else printed goes to stderr.

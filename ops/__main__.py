@@ -1,5 +1,6 @@
 """Slice operations outside `pulumi up`: `python -m ops validate ...` (phase 6, the control plane's checks:
-the same as `python -m controlplane validate ...`), `python -m ops handover ...` (phase 7)."""
+the same as `python -m controlplane validate ...`), `python -m ops handover ...` (phase 7), `python -m ops cost ...`
+(the Fly bill, now and after a preview)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["cycle"]:  # its own options (ops/cycle.py); imported only when used
         from .cycle import main as cycle_main
         return cycle_main(argv[1:])
+    if argv[:1] == ["cost"]:  # its own options (ops/cost.py)
+        from .cost import main as cost_main
+        return cost_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="phase 6: validate a slice with its org token")
@@ -26,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest-env", metavar="VAR", help="read the manifest (JSON) from this variable")
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
     sub.add_parser("cycle", help="the ephemeral end-to-end cycle of a throwaway slice (cycle --help)")
+    sub.add_parser("cost", help="the slice's monthly Fly cost now and after a preview (cost --help)")
     h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
     h.add_argument("--stack", required=True)
     h.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")

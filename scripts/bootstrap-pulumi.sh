@@ -7,7 +7,10 @@
 # - "modules": where only package registries are reachable (this project's dev machines and CI), the
 #   CLI built from the Go module registry at v$PULUMI_VERSION, and the Python language host of
 #   v$PYTHON_HOST_VERSION, the newest the registry serves (later hosts are a nested module it refuses),
-#   wrapped so it finds the project's virtualenv (see pulumi-language-python.in).
+#   wrapped so it finds the project's virtualenv (see pulumi-language-python.in), behind a small shim of
+#   ours (python-host-shim/main.go) that runs Python policy packs as the CLI's own host does. The wrapper
+#   and the shim are (re)installed whenever this checkout's copy differs from the cached one, without
+#   rebuilding the CLI.
 #
 # The cache directory's name holds every component's version and the way it was made, so an old cache
 # is never mistaken for a new one. Prints the bin directory on stdout (last line); the rest goes to stderr.
@@ -22,6 +25,43 @@ MODULES="$CACHE_ROOT/pulumi-v$PULUMI_VERSION-modules-python-host-v$PYTHON_HOST_V
 
 log() { printf 'bootstrap-pulumi: %s\n' "$*" >&2; }
 
+SHIM_SRC="$HERE/python-host-shim"
+# The revision of the wrapper and the shim this checkout has; a module install records the one it carries.
+shim_rev() {
+  local sum=(sha256sum); command -v sha256sum >/dev/null || sum=(shasum -a 256)  # macOS has only shasum
+  cat "$SHIM_SRC"/*.go "$HERE/pulumi-language-python.in" | "${sum[@]}" | cut -c1-16
+}
+
+# ensure_shim DIR: a module install's wrapper and policy-pack shim are this checkout's (no-op on the official
+# release, which has neither). Built beside the target and renamed into place, so a concurrent run never
+# executes half a file.
+ensure_shim() {
+  local dir="$1" rev
+  [ -d "$dir/libexec" ] || return 0
+  rev="$(shim_rev)"
+  if [ "$(cat "$dir/libexec/shim.rev" 2>/dev/null)" = "$rev" ] && [ -x "$dir/libexec/pulumi-language-python-shim" ]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "error: building the policy-pack shim needs a Go toolchain"; return 1; }
+  log "building the Python host's policy-pack shim ($rev)"
+  local work="$dir/build-shim.$$"
+  rm -rf "$work"; mkdir -p "$work"
+  cp "$SHIM_SRC"/*.go "$work/"
+  printf 'module artifact.local/python-host-shim\n\ngo 1.25\n\nrequire github.com/pulumi/pulumi/sdk/v3 v%s\n' \
+    "$PULUMI_VERSION" >"$work/go.mod"
+  local goenv=(env GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0)
+  "${goenv[@]}" go -C "$work" mod tidy -e >"$work/tidy.log" 2>&1 || true
+  if ! "${goenv[@]}" go -C "$work" build -trimpath -ldflags "-s -w" -o "$work/shim" . >&2; then
+    rm -rf "$work"; log "error: the policy-pack shim did not build"; return 1
+  fi
+  install -m 0755 "$work/shim" "$dir/libexec/.pulumi-language-python-shim.$$"
+  mv -f "$dir/libexec/.pulumi-language-python-shim.$$" "$dir/libexec/pulumi-language-python-shim"
+  install -m 0755 "$HERE/pulumi-language-python.in" "$dir/bin/.pulumi-language-python.$$"
+  mv -f "$dir/bin/.pulumi-language-python.$$" "$dir/bin/pulumi-language-python"
+  printf '%s\n' "$rev" >"$dir/libexec/.shim.rev.$$" && mv -f "$dir/libexec/.shim.rev.$$" "$dir/libexec/shim.rev"
+  rm -rf "$work"
+}
+
 complete() {  # complete DIR: a finished install of the pinned CLI
   local bin="$1/bin"
   [ -f "$1/PROVENANCE" ] && [ -x "$bin/pulumi" ] && [ -x "$bin/pulumi-language-python" ] \
@@ -32,6 +72,7 @@ complete() {  # complete DIR: a finished install of the pinned CLI
 
 for dest in "$OFFICIAL" "$MODULES"; do
   if complete "$dest"; then
+    ensure_shim "$dest"
     log "$(head -n1 "$dest/PROVENANCE") (cached in $dest)"
     echo "$dest/bin"
     exit 0
@@ -103,7 +144,6 @@ go 1.21
 require github.com/pulumi/pulumi/sdk/v3 v$PYTHON_HOST_VERSION" \
     github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python \
     "$MODULES/libexec/pulumi-language-python" "$PYTHON_HOST_VERSION"
-  install -m 0755 "$HERE/pulumi-language-python.in" "$MODULES/bin/pulumi-language-python"
   # The shims come from the CLI's own release (the exec shim the host runs, the dynamic provider's
   # launcher); module cache files are read-only, hence install -m 0755.
   local sdk; sdk="$(cd "$MODULES/build-cli" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
@@ -112,6 +152,7 @@ require github.com/pulumi/pulumi/sdk/v3 v$PYTHON_HOST_VERSION" \
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$MODULES/libexec/pulumi-language-python-exec"
   install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$MODULES/bin/pulumi-resource-pulumi-python"
   rm -rf "$MODULES/build-cli" "$MODULES/build-host"
+  ensure_shim "$MODULES"
   printf 'built from Go modules: CLI v%s, Python language host v%s (wrapped), shims v%s\n' \
     "$PULUMI_VERSION" "$PYTHON_HOST_VERSION" "$PULUMI_VERSION" >"$MODULES/PROVENANCE"
   echo "$MODULES"

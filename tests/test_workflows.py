@@ -173,3 +173,18 @@ def test_the_workflows_use_options_the_script_has() -> None:
 def test_the_script_refuses_bad_usage_before_doing_anything(args: list[str], message: str) -> None:
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_preview_and_deploy_run_the_policy_pack_and_the_preview_posts_the_cost() -> None:
+    """The pack runs wherever the engine changes the slice; the PR gets the table `python -m ops cost` renders
+    (tests/e2e/test_policy.py renders it from a real preview) and fails on a mandatory violation."""
+    workflows = _workflows()
+    preview_steps = _steps(workflows["preview.yml"])
+    cost = [s for s in preview_steps if "python -m ops cost" in str(s.get("run", ""))]
+    assert len(cost) == 1 and "--policy-pack policy" in cost[0]["run"] and "--markdown" in cost[0]["run"]
+    posts = [s for s in preview_steps if "policy-and-cost.md" in str(s.get("run", "")) and "gh api" in s["run"]]
+    assert len(posts) == 1 and posts[0]["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    gate = [s for s in preview_steps if s.get("if") == f"steps.{cost[0]['id']}.outputs.status == '1'"]
+    assert len(gate) == 1 and "exit 1" in gate[0]["run"]
+    ups = [s for s in _steps(workflows["deploy.yml"]) if s.get("with", {}).get("command") == "up"]
+    assert ups[0]["with"]["policyPacks"] == "policy"
