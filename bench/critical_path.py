@@ -31,8 +31,8 @@ IDEAL: dict[str, tuple[int, tuple[str, ...], str]] = {
     "app_secrets": (1, (), "secrets set"),
     "org_token": (1, (), "org token create"),
     "machine_sweeper": (0, (), "nothing at create (it sweeps at destroy)"),
-    # Phase 6: the token check, the reads in one parallel round, the synthetic customer app's dry run.
-    "validation": (3, (), "phase 6: the token check, the reads in parallel, the synthetic app's dry run"),
+    # Phase 6: the token check, the reads in one parallel round, the synthetic customer app's preflight.
+    "validation": (3, (), "phase 6: the token check, the reads in parallel, the synthetic app's preflight"),
 }
 
 # The kind of a resource: its type name when it has one of its own (`fly:index:Machine`,

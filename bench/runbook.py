@@ -68,8 +68,8 @@ def run_sequential(connection: FlyConnection, *, org: str, prefix: str, region: 
             # Phase 4: host images, each a release command, its manifest read back from NFS.
             export = next((m.destination for m in nfs_toml.mounts if m.source == NFS_VOLUME_NAME), "/data")
             for name in HOST_IMAGES:
-                image_app = app(f"image_{name}", f"{prefix}-image-{name}")
-                config = release_command_config(fly_toml(f"image-{name}"), image=default_image(f"image-{name}"),
+                image_app = app(f"image_{name}", f"{prefix}-fly-host-{name}")
+                config = release_command_config(fly_toml(f"host-{name}"), image=default_image(f"host-{name}"),
                                                 env={**base_env, **env})
                 assert config is not None
                 release = fly.create_machine(image_app, config, region=region)

@@ -1,8 +1,8 @@
 """Benchmark: whole slices on flysim through the real engine, and the ratios that matter, in one run.
 Timings live here, never in tests.
 
-    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale] [--scale 1,4,8,16]
-                  [--repeat 5] [--json PATH]
+    scripts/bench [--latency zero|fast|realistic] [--only slice,sequential,scale,customer] [--scale 1,4,8,16]
+                  [--repeat 5] [--backend postgres://...] [--json PATH]
 
 Sections (all by default):
   slice       one slice: a fresh `up`, a no-change `preview` and `up`, `destroy`: wall time and API calls
@@ -13,7 +13,11 @@ Sections (all by default):
   sequential  the runbook strictly in sequence through the project's Fly client (bench/runbook.py), and its
               ratio to the critical path (needs `slice` in the same run for the ratio)
   scale       N slices brought up at once in one org on one flysim, rate limits on: how many converge, wall
-              time, 429s, peak memory of this process and everything it started; then all destroyed
+              time, 429s, peak memory of this process and everything it started; then all destroyed. With
+              `--backend postgres://...` each N runs on the file backend and then on that one (all N slices
+              in one table there), with the difference in wall time: the backend's cost
+  customer    the control plane's `infra_ensure_app` of a new customer (median of 3) against its own critical
+              path, a no-change call, a dry run, and 10 new customers at once (bench/customer_bench.py)
 Every section starts a fresh flysim (rate limits on, as on Fly). A table goes to stdout, everything to
 the JSON file (default artifacts/bench/slice-bench-<time>.json).
 """
@@ -42,15 +46,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script (scripts/bench): the project's packages
     sys.path.insert(0, str(REPO))
 
+from bench import customer_bench  # noqa: E402
 from bench.critical_path import critical_path  # noqa: E402
 from bench.runbook import run_sequential  # noqa: E402
 from flysim.latency import get_profile  # noqa: E402
 from flysim.testing import FlysimServer  # noqa: E402
 from fly import FlyConnection  # noqa: E402
+from enginejob.backend_lock import connect, is_postgres, libpq_conninfo  # noqa: E402
 from ops.workspace import SliceStack, find_pulumi_bin, local_slice_stack  # noqa: E402
 
 ORG = "personal"
-SECTIONS = ("slice", "sequential", "scale")
+SECTIONS = ("slice", "sequential", "scale", "customer")
 # The calls it takes to bring a machine to `started` (the exit-event read of a release machine is not one).
 MACHINE_START_OPERATIONS = {"Machines_list", "Machines_create", "Machines_wait", "Machines_show", "Machines_start",
                             "Machines_update", "Machines_create_lease", "Machines_release_lease"}
@@ -200,11 +206,13 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, total)
 
 
-def bench_scale(n: int, latency: str, pulumi_bin: Path) -> dict[str, Any]:
+def bench_scale(n: int, latency: str, pulumi_bin: Path, backend_url: str | None = None) -> dict[str, Any]:
+    """N slices at once on one flysim; on ``backend_url`` when given (a team's postgres://), else each on a
+    file backend of its own."""
     with FlysimServer(orgs=[ORG], latency=latency, rate_limit=True) as flysim, \
             tempfile.TemporaryDirectory() as tmp:
         stacks: list[SliceStack] = [local_slice_stack(Path(tmp) / f"s{i}", pulumi_bin, flysim.url, flysim.token,
-                                                      f"scale{n}-{i}") for i in range(n)]
+                                                      f"scale{n}-{i}", backend_url=backend_url) for i in range(n)]
         flysim.clear_calls()
         with PeakMemory() as memory, concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
             started = time.perf_counter()
@@ -216,15 +224,32 @@ def bench_scale(n: int, latency: str, pulumi_bin: Path) -> dict[str, Any]:
             downs = list(pool.map(lambda s: _timed(s.destroy), stacks))
         left = [a["name"] for a in flysim.state()["apps"] if a["name"].startswith(f"scale{n}-")]
         for s in stacks:
-            with contextlib.suppress(Exception):  # best effort: the temp backend goes anyway
-                s.remove(force=True)
-    return {"n": n, "converged": sum(1 for _, ok, _ in ups if ok), "wall_seconds": round(wall, 2),
+            with contextlib.suppress(Exception):  # best effort: a temp file backend goes anyway
+                s.remove(force=True, remove_backups=True)
+        rows_left = stack_rows(backend_url, [s.stack.name for s in stacks]) if backend_url else []
+    return {"n": n, "backend": backend_kind(backend_url), **({"state_rows_left": rows_left} if backend_url else {}),
+            "converged": sum(1 for _, ok, _ in ups if ok), "wall_seconds": round(wall, 2),
             "slowest_up_seconds": round(max(seconds for seconds, _, _ in ups), 2),
             "calls": len(calls), "rate_limited": sum(1 for c in calls if c["status"] == 429),
             "rate_limited_by_operation": dict(collections.Counter(
                 c["operation"] for c in calls if c["status"] == 429).most_common()),
             "peak_memory_mb": round(memory.peak_bytes / 2**20), "errors": dict(errors),
             "destroyed": sum(1 for _, ok, _ in downs if ok), "apps_left": left}
+
+
+def backend_kind(backend_url: str | None) -> str:
+    return backend_url.split("://", 1)[0] if backend_url else "file"
+
+
+def stack_rows(backend_url: str, stacks: list[str]) -> list[str]:
+    """The keys of a postgres:// backend's state rows that still name one of ``stacks`` (none once they are
+    removed with their backups)."""
+    if not is_postgres(backend_url):
+        return []
+    _, table = libpq_conninfo(backend_url)
+    with connect(backend_url) as conn:
+        keys = [row[0] for row in conn.execute(f"SELECT key FROM {table}").fetchall()]  # noqa: S608 - our own URL
+    return sorted(k for k in keys if any(f"/{name}." in k or f"/{name}/" in k for name in stacks))
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -277,12 +302,20 @@ def render(report: dict[str, Any]) -> str:
                      + ("  (its phase 6 validation FAILED)" if seq.get("validation_ok") is False else ""))
     scale = report.get("scale")
     if scale:
-        lines.append(f"{'slices at once':<16}{'converged':>10}{'wall s':>9}{'slowest s':>10}{'calls':>7}{'429s':>6}{'peak MB':>9}  errors")
+        lines.append(f"{'slices at once':<16}{'backend':>9}{'converged':>10}{'wall s':>9}{'slowest s':>10}{'calls':>7}"
+                     f"{'429s':>6}{'peak MB':>9}  errors")
         for r in scale:
             errors = "; ".join(f"{n}x {e}" for e, n in r["errors"].items())
-            lines.append(f"{'N = ' + str(r['n']):<16}{str(r['converged']) + '/' + str(r['n']):>10}{r['wall_seconds']:>9.2f}"
+            lines.append(f"{'N = ' + str(r['n']):<16}{r.get('backend', 'file'):>9}"
+                         f"{str(r['converged']) + '/' + str(r['n']):>10}{r['wall_seconds']:>9.2f}"
                          f"{r['slowest_up_seconds']:>10.2f}{r['calls']:>7}{r['rate_limited']:>6}{r['peak_memory_mb']:>9}  {errors}"
-                         + (f"  LEFT: {', '.join(r['apps_left'])}" if r["apps_left"] else ""))
+                         + (f"  LEFT: {', '.join(r['apps_left'])}" if r["apps_left"] else "")
+                         + (f"  STATE ROWS LEFT: {', '.join(r['state_rows_left'])}" if r.get("state_rows_left") else ""))
+        for cost in report.get("backend_cost") or []:
+            lines.append(f"{'  backend cost':<16}{cost['backend']:>9}  N = {cost['n']}: wall {cost['wall_delta_seconds']:+.2f} s, "
+                         f"slowest up {cost['slowest_delta_seconds']:+.2f} s against the file backend")
+    if report.get("customer"):
+        lines += customer_bench.render(report["customer"])
     return "\n".join(lines)
 
 
@@ -293,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     parser.add_argument("--scale", default="1,4,8,16", help="the N of the scale curve (default 1,4,8,16)")
+    parser.add_argument("--backend", default=None, metavar="URL",
+                        help="scale section: run the curve on this backend too (a team's postgres://...; libpq's "
+                             "PG* variables apply), beside the file backend, and report the difference")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON report")
     parser.add_argument("--repeat", type=int, default=5,
                         help="fresh ups of one slice whose median gives the ratio to the critical path (default 5)")
@@ -307,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--scale: positive whole numbers separated by commas (got {args.scale!r})")
     if args.repeat < 1:
         parser.error(f"--repeat: a positive whole number (got {args.repeat})")
+    if args.backend and not (args.backend.startswith("file://") or is_postgres(args.backend)):
+        parser.error(f"--backend: a postgres:// (or file://) URL (got {args.backend.split('://', 1)[0]}://...)")
     pulumi_bin = find_pulumi_bin()
-    if pulumi_bin is None and ({"slice", "scale"} & set(sections)):
+    if pulumi_bin is None and ({"slice", "scale", "customer"} & set(sections)):
         parser.error("the Pulumi engine is missing: run through scripts/bench (it sources scripts/setup.sh)")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -321,7 +359,19 @@ def main(argv: list[str] | None = None) -> int:
         if path and report["sequential"].get("seconds"):
             report["sequential_ratio"] = round(report["sequential"]["seconds"] / path["seconds"], 2)
     if "scale" in sections:
-        report["scale"] = [bench_scale(n, args.latency, pulumi_bin) for n in sizes]
+        report["scale"] = []
+        for n in sizes:
+            file_run = bench_scale(n, args.latency, pulumi_bin)
+            report["scale"].append(file_run)
+            if args.backend:
+                other = bench_scale(n, args.latency, pulumi_bin, backend_url=args.backend)
+                report["scale"].append(other)
+                report.setdefault("backend_cost", []).append(
+                    {"n": n, "backend": other["backend"],
+                     "wall_delta_seconds": round(other["wall_seconds"] - file_run["wall_seconds"], 2),
+                     "slowest_delta_seconds": round(other["slowest_up_seconds"] - file_run["slowest_up_seconds"], 2)})
+    if "customer" in sections:
+        report["customer"] = customer_bench.bench_customers(args.latency, pulumi_bin)
     print(render(report))
     out = args.json or REPO / "artifacts" / "bench" / f"slice-bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,8 @@ _REPOSITORY_PART = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 # Every app name is `<prefix>-<role>` and a Fly app name is a DNS label (63 characters at most);
-# the longest role suffix is "-worker-pool" / "-image-basic" (12 characters).
-PREFIX_MAX = 63 - len("-worker-pool")
+# the longest role suffix is "-fly-host-basic" / "-fly-host-coder" (15 characters; the runbook's names).
+PREFIX_MAX = 63 - len("-fly-host-basic")
 
 
 class ConfigError(Exception):
@@ -181,7 +181,7 @@ def _org_problem(value: str) -> str | None:
 
 def _prefix_problem(value: str) -> str | None:
     if not 2 <= len(value) <= PREFIX_MAX:
-        return (f"is {len(value)} characters long; Fly app names are `<prefix>-worker-pool` and similar, so the "
+        return (f"is {len(value)} characters long; Fly app names are `<prefix>-fly-host-basic` and similar, so the "
                 f"prefix has 2 to {PREFIX_MAX}")
     if not re.match(r"^[a-z][a-z0-9-]*[a-z0-9]$", value) or "--" in value:
         return ("can't prefix Fly app names: use lowercase letters, digits and single dashes, starting with a letter "

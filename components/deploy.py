@@ -19,7 +19,7 @@ from .config import SliceConfig, image_problem, looks_secret
 DEPLOY_DIR = Path(__file__).absolute().parent.parent / "deploy"
 # service (deploy/fly.<service>.toml) -> the stack config key that overrides its [build] image
 SERVICES = {"nfs": "nfsImage", "router": "routerImage", "exec": "execImage", "worker-pool": "workerImage",
-            "image-basic": "basicImage", "image-coder": "coderImage"}
+            "host-basic": "basicImage", "host-coder": "coderImage"}
 _PLACEHOLDER_VOLUME = "vol_preflight"
 
 
@@ -72,10 +72,10 @@ def _check(config: SliceConfig, service: str, deploy_dir: Path | None) -> None:
             raise toml.error("mounts", f"has no [[mounts]] with source = {NFS_VOLUME_NAME!r}; the NFS server exports "
                              "that volume", f'add [[mounts]] source = "{NFS_VOLUME_NAME}" destination = "/data"')
         machine_config(toml, image=image, mounts={NFS_VOLUME_NAME: _PLACEHOLDER_VOLUME}, env=env)
-    elif service.startswith("image-"):
+    elif service.startswith("host-"):
         if release_command_config(toml, image=image, env=env) is None:
             raise toml.error("deploy.release_command", "is not set; a host image publishes its manifest from it",
-                             f'add [deploy] release_command = "/usr/local/bin/publish-image-manifest {service[6:]}"')
+                             f'add [deploy] release_command = "/usr/local/bin/publish-image-manifest {service[5:]}"')
     else:
         if service == "worker-pool" and (mode := auto_stop_mode(toml)) != "suspend":
             raise toml.error("http_service.auto_stop_machines", f"is {mode!r}; idle workers must be suspended "

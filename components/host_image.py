@@ -40,14 +40,17 @@ class HostImage(pulumi.ComponentResource):
         super().__init__("artifact:slice:HostImage", name, None, opts)
         inherit_connection(self, opts, connection)
         child = pulumi.ResourceOptions(parent=self)
-        toml = fly_toml(f"image-{image_name}")
+        toml = fly_toml(f"host-{image_name}")
         config = release_command_config(toml, image=image, env={"PRIMARY_REGION": region, **env})
         if config is None:
-            raise ValueError(f"deploy/fly.image-{image_name}.toml has no [deploy] release_command; host images "
+            raise ValueError(f"deploy/fly.host-{image_name}.toml has no [deploy] release_command; host images "
                              "publish their manifest from it (add release_command = \"...\")")
         self.image_name = image_name
         self.image = image
-        self.app = App(f"{name}-app", name=f"{prefix}-image-{image_name}", org_slug=org_slug, opts=child)
+        # The runbook's name, `<prefix>-fly-host-<name>`. Stacks made before it have `<prefix>-image-<name>`:
+        # Fly cannot rename an app, so theirs keeps that name (former_names) rather than being replaced.
+        self.app = App(f"{name}-app", name=f"{prefix}-fly-host-{image_name}",
+                       former_names=[f"{prefix}-image-{image_name}"], org_slug=org_slug, opts=child)
         self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
                                  opts=child)
         # The release command writes to NFS: it waits for the NFS gate and nothing else.

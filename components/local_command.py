@@ -40,7 +40,8 @@ class LocalCommandProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("create", "environment", "triggers", "dir")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[k for k in keys if k not in changed])
+        # "unknown" on a change: the engine then names the changed keys (see fly/providers/base.py)
+        return DiffResult(changes=None if changed else False, replaces=[], stables=[k for k in keys if k not in changed])
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._run(news))

@@ -63,8 +63,8 @@ class OrgSlice(pulumi.ComponentResource):
             "router": config.router_image or default_image("router"),
             "exec": config.exec_image or default_image("exec"),
             "worker": config.worker_image or default_image("worker-pool"),
-            "basic": config.basic_image or default_image("image-basic"),
-            "coder": config.coder_image or default_image("image-coder"),
+            "basic": config.basic_image or default_image("host-basic"),
+            "coder": config.coder_image or default_image("host-coder"),
         }
         env = dc_env(prefix, config.domain)
 

@@ -4,104 +4,30 @@
 input before any API call, checks the allowlist, and raises ``ControlPlaneError`` (what failed, and the
 fix) for anything a person can act on.
 
-Per-customer apps (``ensure_app``) follow the runbook's steps: create the app, set its secrets, create
-its volume, create its machine from the agent image (the worker pool's template, with the customer's
-env, CPU kind and count, memory, auto stop and start), and wait on the wait endpoint until it runs.
-What exists is adopted: a second identical call makes no mutating call. The machine carries a hash of
-the configuration it was made from (and an HMAC of the secrets, keyed with the org token, so no secret
-can be read back from it), which is how "identical" is decided without reading secrets.
+A customer app's lifecycle is not here: it is ``components.customer_app.CustomerApp`` (the project's Fly
+resource definitions) brought to the requested state by the engine (``controlplane.customers``); this
+module only reads (``preflight``: token scope and name, before an engine run).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import hmac
-import json
 import os
-import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from typing import Any, Callable
 
 from fly import FlyAuthError, FlyClient, FlyConnection, FlyError, FlyNotFound
-from fly.appconfig.machines import MEMORY_MB_PER_CPU
-from fly.appconfig.schema import PRESETS
-from fly.regions import FlyRegion
 
 from .errors import ControlPlaneError, from_fly, token_rejected
-from .guard import Guard
+from .guard import CUSTOMER_MARKER, Guard
 from .manifest import Slice
 
-# Fly's machine sizes, as fly-go knows them: the CPU counts of its presets, memory per CPU by kind.
-CPU_COUNTS = {kind: tuple(sorted({p["cpus"] for p in PRESETS.values() if p["cpu_kind"] == kind and "gpu_kind" not in p}))
-              for kind in ("shared", "performance")}
-CUSTOMER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VOLUME_NAME = "data"
-VOLUME_PATH = "/data"
-CUSTOMER_KEY, CONFIG_KEY, SECRETS_KEY = "artifact_customer", "artifact_config", "artifact_secrets"
-WAIT_SECONDS = 120.0
 # How long a look-up that found an app in the slice's org is reused: phase 6 and one tool call ask about
 # the same app several times, and Fly limits Apps_show to a burst of 3 per app.
 APP_CACHE_SECONDS = 30.0
-
-
-class AppSpec(BaseModel):
-    """The inputs of ``ensure_app``; validated before any API call."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    customer: str = Field(description="customer id: lowercase letters, digits and dashes; the app is "
-                                      "<slice>-cust-<customer>")
-    region: FlyRegion = Field(description="three-letter Fly region")
-    image: str = Field(min_length=1, description="the agent image")
-    env: dict[str, str] = Field(default_factory=dict)
-    secrets: dict[str, SecretStr] = Field(default_factory=dict)
-    cpu_kind: Literal["shared", "performance"] = "shared"
-    cpus: int = 1
-    memory_mb: int = 256
-    auto_stop: Literal["off", "stop", "suspend"] = "suspend"
-    auto_start: bool = True
-    volume_size_gb: int = Field(default=1, ge=0, le=500, description="0: no volume")
-
-    @field_validator("customer")
-    @classmethod
-    def _customer(cls, value: str) -> str:
-        if not CUSTOMER_RE.match(value):
-            raise ValueError("must be lowercase letters, digits and dashes, starting and ending with a letter "
-                             "or digit (e.g. 'acme-1')")
-        return value
-
-    @field_validator("env", "secrets")
-    @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in value if not ENV_NAME_RE.match(k)]
-        if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))}: not a valid environment variable name")
-        return value
-
-    @model_validator(mode="after")
-    def _size(self) -> AppSpec:
-        counts = CPU_COUNTS[self.cpu_kind]
-        if self.cpus not in counts:
-            raise ValueError(f"cpus={self.cpus} is not a {self.cpu_kind} size; use one of {counts}")
-        lo, hi = (self.cpus * m for m in MEMORY_MB_PER_CPU[self.cpu_kind])
-        if not lo <= self.memory_mb <= hi or self.memory_mb % 256:
-            raise ValueError(f"memory_mb={self.memory_mb} does not fit {self.cpus} {self.cpu_kind} CPU(s): use a "
-                             f"multiple of 256 from {lo} to {hi}")
-        return self
-
-
-def parse_spec(values: dict[str, Any]) -> AppSpec:
-    try:
-        return AppSpec.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors(include_input=False))
-        raise ControlPlaneError(f"invalid input: {problems}", "correct the named argument(s) and call again") from None
+# How long "no such app" is reused: long enough that concurrent calls for one new customer share one look-up.
+ABSENT_CACHE_SECONDS = 5.0
 
 
 def connection_for(slice_: Slice, token: str | None = None) -> FlyConnection:
@@ -134,27 +60,31 @@ def at_once(*reads: Callable[[], Any]) -> list[Any]:
     return [f.result() for f in futures]
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
-
-
 class Infra:
     """The slice's control plane operations. One Fly client for the process: use as a context manager."""
 
     def __init__(self, slice_: Slice, connection: FlyConnection, *, allow_writes: bool = False,
                  client: FlyClient | None = None) -> None:
         self.slice = slice_
-        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes)
+        self.guard = Guard(org=slice_.org, prefix=slice_.prefix, allow_writes=allow_writes,
+                           slice_apps=[a.name for a in slice_.apps.values()])
         self._connection = connection
         self.fly = client or FlyClient(connection)
-        self._apps: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._apps: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._token_checked = -APP_CACHE_SECONDS
+        self._listing = threading.Lock()
+        self._locks_lock = threading.Lock()
+        self._finding: dict[str, threading.Lock] = {}
 
     def __enter__(self) -> Infra:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.fly.close()
+
+    @property
+    def connection(self) -> FlyConnection:
+        return self._connection
 
     @property
     def org(self) -> str:
@@ -176,6 +106,11 @@ class Infra:
         call that Fly refuses for the token says so too)."""
         if not fresh and time.monotonic() - self._token_checked < APP_CACHE_SECONDS:
             return
+        with self._listing:  # concurrent calls share one listing of the org (Fly limits it per org)
+            if fresh or time.monotonic() - self._token_checked >= APP_CACHE_SECONDS:
+                self._list_org()
+
+    def _list_org(self) -> None:
         try:
             listed = self.fly.list_apps(self.org)
         except FlyAuthError:
@@ -194,8 +129,19 @@ class Infra:
         """The app if it exists in the slice's org; None if it does not exist. An app of another org is
         refused (and so is a name the token cannot see, once the token is known to work)."""
         self.guard.app(name)
+        with self._locks_lock:
+            lock = self._finding.setdefault(name, threading.Lock())
+        with lock:  # concurrent look-ups of one name share one call
+            return self._find_app(name)
+
+    def forget(self, name: str) -> None:
+        """Drop what is known of an app (after a run that may have made or deleted it)."""
+        self._apps.pop(name, None)
+
+    def _find_app(self, name: str) -> dict[str, Any] | None:
         cached = self._apps.get(name)
-        if cached is not None and time.monotonic() - cached[0] < APP_CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < (
+                APP_CACHE_SECONDS if cached[1] is not None else ABSENT_CACHE_SECONDS):
             return cached[1]
         try:
             app = self.fly.find_app(name)
@@ -207,6 +153,7 @@ class Infra:
         except FlyError as exc:
             raise from_fly(exc, f"look up app {name}", org=self.org) from None
         if app is None:
+            self._apps[name] = (time.monotonic(), None)
             return None
         org = app.organization.slug if app.organization else None
         self.guard.org_of(name, org)
@@ -221,8 +168,8 @@ class Infra:
         machines = self._fly(f"list the machines of {app}", self.fly.list_machines, app)
         return [{"id": m.id, "name": m.name, "state": m.state, "region": m.region,
                  "image": m.config.get("image"), "updated_at": m.updated_at,
-                 **({"customer": m.config["metadata"][CUSTOMER_KEY]}
-                    if CUSTOMER_KEY in (m.config.get("metadata") or {}) else {})}
+                 **({"customer": m.config["metadata"][CUSTOMER_MARKER]}
+                    if CUSTOMER_MARKER in (m.config.get("metadata") or {}) else {})}
                 for m in machines if m.state != "destroyed"]
 
     def private_addresses(self, app: str) -> list[str]:
@@ -249,142 +196,15 @@ class Infra:
                                     f"start it (`fly machine start -a {nfs.name}`) or run `pulumi up`")
         return f"{nfs.name}.flycast ({addresses[0]})"
 
-    # -- per-customer apps ---------------------------------------------------------------------------------
+    # -- per-customer apps: reads only (the lifecycle is components.customer_app, run by controlplane.customers) --
 
-    def spec(self, customer: str, **values: Any) -> AppSpec:
-        """An ``AppSpec`` with the slice's defaults (region, agent image) for what is not given."""
-        given = {k: v for k, v in values.items() if v is not None}
-        given.setdefault("region", self.slice.region)
-        given.setdefault("image", self.slice.agent_image)
-        return parse_spec({"customer": customer, **given})
-
-    def _machine_config(self, spec: AppSpec, volume_id: str | None) -> tuple[dict[str, Any], str]:
-        config = copy.deepcopy(self.slice.agent_template)
-        config.pop("mounts", None)
-        config["image"] = spec.image
-        config["env"] = {**(config.get("env") or {}), "PRIMARY_REGION": spec.region,
-                         "ARTIFACT_CUSTOMER": spec.customer, **spec.env}
-        config["guest"] = {"cpu_kind": spec.cpu_kind, "cpus": spec.cpus, "memory_mb": spec.memory_mb}
-        services = config.get("services") or [{"protocol": "tcp", "internal_port": 8080, "min_machines_running": 0,
-                                               "ports": [{"port": 80, "handlers": ["http"], "force_https": True},
-                                                         {"port": 443, "handlers": ["tls", "http"]}]}]
-        config["services"] = [{**s, "autostop": spec.auto_stop, "autostart": spec.auto_start} for s in services]
-        if spec.volume_size_gb:
-            config["mounts"] = [{"volume": volume_id or "<new volume>", "path": VOLUME_PATH, "name": VOLUME_NAME}]
-        secrets_hmac = hmac.new(self._connection.token.get_secret_value().encode(),
-                                json.dumps({k: v.get_secret_value() for k, v in spec.secrets.items()},
-                                           sort_keys=True).encode(), hashlib.sha256).hexdigest()[:24]
-        # The hash covers everything but the volume id (a new volume is not a new configuration).
-        digest = _digest({**config, "mounts": [{**m, "volume": ""} for m in config.get("mounts", [])],
-                          "secrets": secrets_hmac, "volume_size_gb": spec.volume_size_gb})
-        config["metadata"] = {**(config.get("metadata") or {}), CUSTOMER_KEY: spec.customer, CONFIG_KEY: digest,
-                              SECRETS_KEY: secrets_hmac}
-        return config, digest
-
-    def plan_app(self, spec: AppSpec) -> dict[str, Any]:
-        """What ``ensure_app`` would do, from reads only: the token works in the org, the name is free
-        (or already this customer's app), the slice's NFS is visible; then each step's action."""
-        name = self.guard.app(self.slice.customer_app(spec.customer))
-        self.check_token()
-        app, nfs = at_once(lambda: self.find_app(name), self.nfs_visible)
-        steps: list[dict[str, Any]] = [{"step": "app", "target": name, "org": self.org,
-                                        "action": "exists" if app else "create"}]
-        volume = machine = None
-        secret_names: set[str] = set()
-        if app is not None:
-            secret_names = set(self._fly(f"list the secrets of {name}", self.fly.list_secret_names, name))
-            if spec.volume_size_gb:
-                volume = next((v for v in self._fly(f"list the volumes of {name}", self.fly.list_volumes, name)
-                               if v.name == VOLUME_NAME and v.region == spec.region
-                               and v.state not in ("destroyed", "destroying", "pending_destroy")), None)
-            mine = [m for m in self._fly(f"list the machines of {name}", self.fly.list_machines, name)
-                    if m.state != "destroyed" and (m.config.get("metadata") or {}).get(CUSTOMER_KEY) == spec.customer]
-            machine = mine[0] if mine else None
-        config, digest = self._machine_config(spec, volume.id if volume else None)
-        live_meta = (machine.config.get("metadata") or {}) if machine else {}
-        secrets_same = secret_names == set(spec.secrets) and (
-            not spec.secrets or live_meta.get(SECRETS_KEY) == config["metadata"][SECRETS_KEY])
-        steps.append({"step": "secrets", "names": sorted(spec.secrets), "action": "unchanged" if secrets_same else "set",
-                      **({"unset": sorted(secret_names - set(spec.secrets))} if secret_names - set(spec.secrets) else {})})
-        if spec.volume_size_gb:
-            steps.append({"step": "volume", "name": VOLUME_NAME, "region": spec.region, "size_gb": spec.volume_size_gb,
-                          "action": "exists" if volume else "create", **({"id": volume.id} if volume else {})})
-        if machine is None:
-            machine_action = "create"
-        elif live_meta.get(CONFIG_KEY) == digest and (volume is not None or not spec.volume_size_gb):
-            # Stopped or suspended is what auto stop does; created (never started) or failed needs a start.
-            machine_action = "start" if machine.state in ("created", "failed") else "unchanged"
-        else:
-            machine_action = "update"
-        steps.append({"step": "machine", "image": spec.image, "region": spec.region,
-                      "guest": config["guest"], "auto_stop": spec.auto_stop, "auto_start": spec.auto_start,
-                      "action": machine_action, **({"id": machine.id, "state": machine.state} if machine else {})})
-        if machine_action != "unchanged":
-            steps.append({"step": "wait", "state": "started", "action": "wait"})
-        return {"app": name, "org": self.org, "nfs": nfs, "steps": steps,
-                "changes": sum(s["action"] in ("create", "set", "update", "start") for s in steps),
-                "_live": {"app": app, "volume": volume, "machine": machine, "secret_names": secret_names}}
-
-    def ensure_app(self, spec: AppSpec, *, dry_run: bool = False) -> dict[str, Any]:
-        plan = self.plan_app(spec)
-        live = plan.pop("_live")
-        if dry_run or not plan["changes"]:
-            return {**plan, "dry_run": dry_run, "applied": False}
-        self.guard.write("infra_ensure_app")
-        name = plan["app"]
-        if live["app"] is None:
-            self._fly(f"create app {name} in org {self.org}", self.fly.create_app, name, self.org)
-        secrets_version = None
-        if any(s["step"] == "secrets" and s["action"] == "set" for s in plan["steps"]):
-            # Exactly the secrets asked for: new values set, names no longer asked for unset.
-            values: dict[str, str | None] = {k: None for k in live["secret_names"] - set(spec.secrets)}
-            values.update({k: v.get_secret_value() for k, v in spec.secrets.items()})
-            secrets_version = self._fly(f"set the secrets of {name}", self.fly.set_secrets, name, values)
-        volume = live["volume"]
-        if spec.volume_size_gb and volume is None:
-            volume = self._fly(f"create volume {VOLUME_NAME} of {name}", self.fly.create_volume, name,
-                               name=VOLUME_NAME, region=spec.region, size_gb=spec.volume_size_gb)
-        config, _ = self._machine_config(spec, volume.id if volume else None)
-        machine = live["machine"]
-        action = next(s["action"] for s in plan["steps"] if s["step"] == "machine")
-        if action == "create":
-            machine = self._fly(f"create the machine of {name}", self.fly.create_machine, name, config,
-                                region=spec.region, min_secrets_version=secrets_version)
-        elif action == "update":
-            with self.fly.lease(name, machine.id, description="artifact control plane: ensure_app") as lease:
-                machine = self._fly(f"update machine {machine.id} of {name}", self.fly.update_machine, name,
-                                    machine.id, config, lease_nonce=lease.nonce,
-                                    current_version=machine.current_version, min_secrets_version=secrets_version)
-        elif action == "start":
-            self._fly(f"start machine {machine.id} of {name}", self.fly.start_machine, name, machine.id)
-        self._fly(f"wait for machine {machine.id} of {name} to start", self.fly.wait_machine, name, machine.id,
-                  "started", timeout=WAIT_SECONDS, instance_id=machine.instance_id if action != "start" else None)
-        return {**plan, "dry_run": False, "applied": True, "machine": {"id": machine.id, "state": "started"},
-                **({"volume": {"id": volume.id}} if volume else {})}
-
-    def destroy_app(self, customer: str) -> dict[str, Any]:
-        """The runbook's teardown of one customer app: machines, then volumes once detached, then the app."""
-        if not isinstance(customer, str) or not CUSTOMER_RE.match(customer):
-            raise ControlPlaneError(f"invalid input: customer {customer!r} is not a customer id",
-                                    "use lowercase letters, digits and dashes")
+    def preflight(self, customer: str, *, nfs: bool = False) -> dict[str, Any]:
+        """Before a customer's engine run, from reads only: the token works in the org, and the app name is
+        free or an app of the slice's org (never another org's). ``nfs``: the slice's NFS is visible too."""
         name = self.guard.app(self.slice.customer_app(customer))
-        if self.find_app(name) is None:
-            return {"app": name, "destroyed": False, "detail": "no such app (already destroyed)"}
-        self.guard.write("infra_destroy_app")
-        self._apps.pop(name, None)
-        machines = [m for m in self._fly(f"list the machines of {name}", self.fly.list_machines, name)
-                    if m.state != "destroyed"]
-        for m in machines:
-            self._fly(f"destroy machine {m.id} of {name}", self.fly.delete_machine, name, m.id, force=True)
-        for m in machines:
-            self._fly(f"wait for machine {m.id} of {name} to be destroyed", self.fly.wait_machine, name, m.id,
-                      "destroyed", timeout=WAIT_SECONDS)
-        volumes = [v for v in self._fly(f"list the volumes of {name}", self.fly.list_volumes, name)
-                   if v.state not in ("destroyed", "destroying", "pending_destroy")]
-        for v in volumes:
-            if v.attached_machine_id:
-                raise ControlPlaneError(f"volume {v.id} of {name} is still attached to machine {v.attached_machine_id}",
-                                        "call infra_destroy_app again once the machine is destroyed")
-            self._fly(f"delete volume {v.id} of {name}", self.fly.delete_volume, name, v.id)
-        self._fly(f"delete app {name}", self.fly.delete_app, name)
-        return {"app": name, "destroyed": True, "machines": [m.id for m in machines], "volumes": [v.id for v in volumes]}
+        self.check_token()
+        if nfs:
+            app, where = at_once(lambda: self.find_app(name), self.nfs_visible)
+        else:
+            app, where = self.find_app(name), None
+        return {"app": name, "org": self.org, "exists": app is not None, **({"nfs": where} if nfs else {})}

@@ -83,6 +83,14 @@ class Slice(BaseModel):
         return (pool.machine_template or {}).get("image") or pool.image or ""
 
     @property
+    def images(self) -> list[str]:
+        """Every image the slice itself runs (its apps' and the worker pool template's)."""
+        found = [app.image for app in self.apps.values() if app.image]
+        found += [str(app.machine_template["image"]) for app in self.apps.values()
+                  if app.machine_template and app.machine_template.get("image")]
+        return sorted(set(found))
+
+    @property
     def agent_template(self) -> dict[str, Any]:
         pool = self.apps.get("worker_pool")
         return dict(pool.machine_template or {}) if pool else {}

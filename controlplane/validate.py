@@ -5,8 +5,8 @@ token, so the validation and the tools cannot drift apart.
 - the worker pool has no machines (``infra_list_machines``);
 - the slice is running: the NFS, router and exec machines are started (``infra_list_machines``);
 - every app has its Flycast address;
-- a synthetic customer app can be provisioned: ``infra_ensure_app`` with ``dry_run`` (token scope, name
-  availability, NFS visibility, the plan), which changes nothing.
+- a synthetic customer app can be provisioned: ``infra_ensure_app``'s preflight (token scope, name
+  availability, NFS visibility), which changes nothing.
 
 Imports neither Pulumi nor the MCP SDK: it runs inside ``pulumi up``'s provider process (see
 ``controlplane.phase6``) and as ``python -m controlplane validate``.
@@ -115,9 +115,10 @@ def validate_slice(infra: Infra) -> Report:
             return ", ".join(addresses)
         checks.append((f"{app.name}.flycast resolves", flycast))
 
-    def dry_run() -> str:
-        plan = infra.ensure_app(infra.spec(SYNTHETIC_CUSTOMER), dry_run=True)
-        return f"{plan['app']} in {plan['org']}: {plan['changes']} change(s) planned, NFS at {plan['nfs']}"
-    checks.append(("a synthetic customer app can be provisioned (ensure_app dry run)", dry_run))
+    def preflight() -> str:
+        found = infra.preflight(SYNTHETIC_CUSTOMER, nfs=True)
+        state = "exists in" if found["exists"] else "is free in"
+        return f"{found['app']} {state} {found['org']}, NFS at {found['nfs']}"
+    checks.append(("a synthetic customer app can be provisioned (ensure_app preflight)", preflight))
     report.check_all(checks)
     return report

@@ -13,7 +13,7 @@ _EXPORTS = {
     **{name: "errors" for name in (
         "FlyAPIError", "FlyAlreadyExists", "FlyAuthError", "FlyBadRequest", "FlyConfigError", "FlyConflict", "FlyConnectionError",
         "FlyError", "FlyForbidden", "FlyGraphQLError", "FlyHealthGateFailed", "FlyInvalidResponse",
-        "FlyMachineCrashed", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound", "FlyOperationFailed",
+        "FlyMachineCrashed", "FlyMachineDidNotStart", "FlyManifestInvalid", "FlyNameTaken", "FlyNotFound", "FlyOperationFailed",
         "FlyPreconditionFailed", "FlyRateLimited", "FlyReleaseCommandFailed", "FlyServerError", "FlyWaitTimeout")},
 }
 __all__ = sorted(_EXPORTS)

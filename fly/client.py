@@ -20,6 +20,7 @@ import random
 import re
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Iterator, TypeVar
 
@@ -56,6 +57,7 @@ from .models import (
     ExecResult,
     IPAssignment,
     Lease,
+    LogEntry,
     Machine,
     MachineEvent,
     Organization,
@@ -72,6 +74,8 @@ LEASE_NONCE_HEADER = "fly-machine-lease-nonce"
 WAIT_API_MAX_SECONDS = 60  # the wait endpoint refuses longer timeouts
 RATE_LIMIT_BUDGET_ENV = "FLY_RATE_LIMIT_BUDGET_SECONDS"
 DEFAULT_RATE_LIMIT_BUDGET = 600.0
+LOGS_MAX_LINES = 200  # what one read of an app's logs returns at most
+LOGS_MAX_PAGES = 10
 
 
 def rate_limit_name(method: str, path: str) -> str:
@@ -567,6 +571,40 @@ class FlyClient:
         response = self._request("POST", path, idempotent=False, json={"expiry": expiry} if expiry else {},
                                  resource=f"app {app}")
         return self._parse(DeployToken, response, "POST", path)
+
+    # -- logs ---------------------------------------------------------------------------------------------
+
+    def app_logs(self, app: str, *, instance: str | None = None, region: str | None = None,
+                 max_lines: int = LOGS_MAX_LINES, max_pages: int = LOGS_MAX_PAGES) -> list[LogEntry]:
+        """An app's most recent log lines (at most ``max_lines``, oldest first), read as ``fly logs
+        --no-tail`` reads them: ``GET <api>/api/v1/apps/<app>/logs`` with ``next_token`` (always sent,
+        empty at first), and ``instance`` (a machine id) or ``region`` (fly-go ``resource_logs.go``,
+        ``GetAppLogs``; flyctl drops the region when a machine is named, ``internal/command/logs/logs.go``).
+        The answer's ``meta.next_token`` is followed, as flyctl's poller does (``logs/polling.go``), until a
+        page comes back empty or after ``max_pages`` pages, so a read ends even while the app keeps
+        logging."""
+        path = f"/api/v1/apps/{app}/logs"
+        params: dict[str, str] = {"next_token": ""}
+        if instance:
+            params["instance"] = instance
+        elif region:
+            params["region"] = region
+        resource = f"logs of machine {instance} of app {app}" if instance else f"logs of app {app}"
+        lines: deque[LogEntry] = deque(maxlen=max(1, max_lines))
+        for _ in range(max(1, max_pages)):
+            response = self._request("GET", path, idempotent=True, params=params, resource=resource,
+                                     base=self._connection.api_base_url)
+            try:
+                answer = response.json()
+                page = [LogEntry.model_validate(item["attributes"]) for item in answer.get("data") or []]
+                token = str((answer.get("meta") or {}).get("next_token") or "")
+            except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+                raise FlyInvalidResponse("GET", path, _short(exc)) from None
+            lines.extend(page)
+            if not page or not token:
+                break
+            params["next_token"] = token
+        return list(lines)
 
     # -- GraphQL (only where REST has no endpoint) -------------------------------------------------------
 

@@ -197,20 +197,27 @@ class FlyOperationFailed(FlyError):
     """Fly did what was asked and the result is a failure (a check, a release, a file, a boot)."""
 
 
+def where_logs_are(app: str, machine_id: str) -> str:
+    """Where a machine's recent log lines are: flyctl's command, and the logs API it reads
+    (``FlyClient.app_logs(app, instance=...)``)."""
+    return (f"its recent log lines: `fly logs --no-tail -a {app} --machine {machine_id}` "
+            f"(the logs API: GET /api/v1/apps/{app}/logs?instance={machine_id})")
+
+
 class FlyHealthGateFailed(FlyOperationFailed):
     def __init__(self, app: str, machine_id: str, gate: str, command: list[str], exit_code: int | None,
                  output: str, why: str) -> None:
         self.app, self.machine_id, self.gate, self.exit_code = app, machine_id, gate, exit_code
         super().__init__(f"health gate {gate!r} failed on machine {machine_id} of app {app}: `{' '.join(command)}` "
                          f"{why}" + (f"; last output: {output}" if output else "")
-                         + f". Look at the machine's logs (fly logs -a {app})")
+                         + f". See {where_logs_are(app, machine_id)}")
 
 
 class FlyReleaseCommandFailed(FlyOperationFailed):
     def __init__(self, app: str, machine_id: str, exit_code: int | None, why: str) -> None:
         self.app, self.machine_id, self.exit_code = app, machine_id, exit_code
         super().__init__(f"release command of app {app} {why} (machine {machine_id}); "
-                         f"its output is in `fly logs -a {app}`")
+                         f"its output is in {where_logs_are(app, machine_id)}")
 
 
 class FlyManifestInvalid(FlyOperationFailed):
@@ -223,6 +230,14 @@ class FlyMachineCrashed(FlyOperationFailed):
     def __init__(self, app: str, machine_id: str, exit_code: int | None, state: str) -> None:
         self.app, self.machine_id, self.exit_code, self.state = app, machine_id, exit_code, state
         super().__init__(f"machine {machine_id} of app {app} crashed on boot: its main process exited with "
-                         f"code {exit_code} and the machine is {state}. Look at `fly logs -a {app}` and "
-                         f"`fly machine status {machine_id} -a {app}`; fix the image or its config, then "
+                         f"code {exit_code} and the machine is {state}. See {where_logs_are(app, machine_id)} "
+                         f"and `fly machine status {machine_id} -a {app}`; fix the image or its config, then "
                          "run `pulumi up` again")
+
+
+class FlyMachineDidNotStart(FlyOperationFailed):
+    def __init__(self, app: str, machine_id: str, seconds: float) -> None:
+        self.app, self.machine_id = app, machine_id
+        super().__init__(f"machine {machine_id} of app {app} did not start within {seconds:.0f}s. See "
+                         f"{where_logs_are(app, machine_id)} and `fly machine status {machine_id} -a {app}`; "
+                         "then run `pulumi up` again")

@@ -163,3 +163,28 @@ class DeployToken(_Answer):
 
 IPType = Literal["private_v6", "shared_v4", "v6", "v4"]
 MachineState = Literal["started", "stopped", "suspended", "destroyed", "failed", "settled"]
+
+
+class LogEntry(_Answer):
+    """One line of an app's logs, as fly-go's ``LogEntry`` (``types.go``) decodes the ``attributes`` of the
+    logs API's ``data`` items. ``provider`` is ``meta.event.provider`` (``app`` for what the machine's
+    processes print, ``runner`` and ``proxy`` for the platform's lines)."""
+
+    timestamp: str
+    message: str
+    level: str = ""
+    instance: str = ""
+    region: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        event = self.meta.get("event") if isinstance(self.meta, dict) else None
+        return str(event.get("provider") or "") if isinstance(event, dict) else ""
+
+    def line(self) -> str:
+        """The line as ``fly logs`` prints it: ``<time> <provider>[<instance>] <region> [<level>] <message>``
+        (flyctl ``internal/render/logs.go``)."""
+        who = f"{self.provider}[{self.instance}]" if self.provider and self.instance else (
+            self.provider or self.instance)
+        return f"{self.timestamp} {who} {self.region} [{self.level}] {self.message}"

@@ -292,7 +292,11 @@ def create_app(config: SimConfig | None = None, *, sim: Sim | None = None) -> St
     table = API_ROUTES + extra_routes()
     from .graphql import graphql_handler
 
+    from .logs import ROUTES as LOGS_ROUTES
+
+    # Not the Machines API (and not in its spec): api.fly.io's GraphQL and logs, on the same host here.
     table.append(("POST", "/graphql", "GraphQL", graphql_handler))
+    table.extend(LOGS_ROUTES)
     by_path: dict[str, dict[str, Endpoint]] = {}
     for method, path, op, handler in table:
         by_path.setdefault(path, {})[method] = Endpoint(sim, op, handler)

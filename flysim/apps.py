@@ -84,6 +84,7 @@ async def delete(ctx: Ctx) -> Response:
         m.state = "destroyed"
         m.lease = None
     del ctx.sim.store.world.apps[app.name]
+    ctx.sim.logs.forget(app)
     for tok in list(ctx.sim.store.world.tokens.values()):
         if tok.kind == "app" and tok.app_name == app.name:
             tok.revoked = True

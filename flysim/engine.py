@@ -71,6 +71,8 @@ class Engine:
         faults: FaultRegistry,
         persist: Callable[[], None],
         release: Callable[[App, Machine], dict[str, Any]] | None = None,
+        log: Callable[..., None] | None = None,
+        boot_output: Callable[[App, Machine], dict[str, Any] | None] | None = None,
     ) -> None:
         self.profile = profile
         self.faults = faults
@@ -78,6 +80,9 @@ class Engine:
         # Runs a release machine's command (the image catalogue's `release`);
         # None: release machines keep running like any other machine.
         self.release = release
+        # The app's logs (flysim.logs.LogBook.emit) and what the image prints when it boots.
+        self.log: Callable[..., None] = log or (lambda *args, **kwargs: None)
+        self.boot_output = boot_output
         self.notifier = Notifier()
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -152,18 +157,41 @@ class Engine:
         await self._sleep(self.profile.create)
         await self.boot(app, m)
 
+    def _log_init(self, app: App, m: Machine) -> None:
+        """What flyd's init prints as a machine's main process starts (seen in any `fly logs`)."""
+        self.log(app, m, "app", " INFO Starting init (commit: flysim)...")
+        init = m.config.get("init") or {}
+        argv = [*(init.get("entrypoint") or []), *(init.get("cmd") or [])]
+        if argv:
+            self.log(app, m, "app", f" INFO Preparing to run: `{' '.join(map(str, argv))}` as root")
+
+    def _log_exit(self, app: App, m: Machine, code: int) -> None:
+        self.log(app, m, "app", f" INFO Main child exited normally with code: {code}")
+        self.log(app, m, "app", " INFO Starting clean up.")
+
     async def boot(self, app: App, m: Machine, *, resume: bool = False) -> None:
         while True:
             self.set_state(m, "starting")
             await self._sleep(self.profile.resume if resume else self.profile.start)
-            if not self.faults.take_crash(app.name, m.id):
+            if not resume:
+                self._log_init(app, m)
+            crash = self.faults.take_crash(app.name, m.id)
+            if crash is None:
                 m.crash_count = 0
                 self.event(m, "start", "started", "flyd")
                 self.set_state(m, "started")
+                self.log(app, m, "runner", "Machine resumed" if resume else "Machine started")
+                if not resume and self.boot_output is not None and not is_release_machine(m):
+                    printed = self.boot_output(app, m)
+                    if printed:
+                        self.log(app, m, "app", printed.get("stdout", ""))
+                        self.log(app, m, "app", printed.get("stderr", ""))
                 if self.release is not None and is_release_machine(m):
                     await self._run_release(app, m)
                 return
-            # Crash on boot: the main process exits non-zero right away.
+            # Crash on boot: the main process prints the fault's message (if any) and exits non-zero.
+            self.log(app, m, "app", crash.message or "")
+            self._log_exit(app, m, 1)
             m.crash_count += 1
             restart = m.config.get("restart") or {}
             policy = restart.get("policy") or "on-failure"
@@ -189,6 +217,8 @@ class Engine:
                 resume = False
                 continue
             # Out of retries (or policy "no"): stopped for "no", failed otherwise.
+            if policy != "no":
+                self.log(app, m, "runner", f"machine has reached its max restart count of {max_retries}")
             self.set_state(m, "stopped" if policy == "no" else "failed")
             if m.config.get("auto_destroy"):
                 await self.destroy(app, m, stopped_already=True)
@@ -206,6 +236,9 @@ class Engine:
         result = self.release(app, m)
         m.last_run = result
         code = int(result["exit_code"])
+        self.log(app, m, "app", str(result.get("stdout") or ""))
+        self.log(app, m, "app", str(result.get("stderr") or ""))
+        self._log_exit(app, m, code)
         self.event(
             m,
             "exit",
@@ -229,7 +262,9 @@ class Engine:
     async def stop(self, app: App, m: Machine, *, source: str = "user") -> None:
         if m.state in ("started", "starting", "restarting", "replacing"):
             self.set_state(m, "stopping")
+            self.log(app, m, "app", " INFO Sending signal SIGINT to main child process")
             await self._sleep(self.profile.stop)
+            self._log_exit(app, m, 0)
             self.event(m, "stop", "stopped", source)
             self.event(
                 m,
@@ -257,6 +292,7 @@ class Engine:
         self.set_state(m, "suspending")
         await self._sleep(self.profile.suspend)
         self.event(m, "suspend", "suspended", "user")
+        self.log(app, m, "runner", "Machine suspended")
         self.set_state(m, "suspended")
 
     async def start(self, app: App, m: Machine) -> None:
@@ -270,6 +306,7 @@ class Engine:
                 self.event(m, "restart", "restarting", "user")
                 self.set_state(m, "restarting")
             await self._sleep(self.profile.stop)
+            self._log_exit(app, m, 0)
             self.event(m, "exit", "stopped", "flyd", {"exit_event": {"exit_code": 0, "requested_stop": True, "restarting": True, "exited_at": rfc3339()}})
         else:
             self.event(m, "restart", "restarting", "user")

@@ -11,7 +11,8 @@ kinds:
                  proxy timeout) and then answer 504
   fail           network failure: the connection is closed without a complete
                  response (the client sees a transport error)
-  crash_on_boot  the next boot(s) of matching machines exit with code 1
+  crash_on_boot  the next boot(s) of matching machines exit with code 1, printing
+                 `message` (if any) to the app's logs first
   check_failure  matching machines' checks (all, or the one named `check`) report
                  `critical` with `message` as output, for as long as the fault
                  exists (remove it with DELETE /__flysim/faults/{id})
@@ -126,15 +127,17 @@ class FaultRegistry:
                     return f
             return None
 
-    def take_crash(self, app: str, machine: str) -> bool:
+    def take_crash(self, app: str, machine: str) -> Fault | None:
+        """The crash_on_boot fault this boot of the machine uses up, if any (its `message` is what the
+        crashing process prints)."""
         with self._lock:
             for f in self._faults:
                 if f.kind != "crash_on_boot" or not _targets(f, app, machine):
                     continue
                 if self._fire(f):
                     self._prune()
-                    return True
-            return False
+                    return f
+            return None
 
 
     def check_failure(self, app: str, machine: str, check: str) -> Fault | None:

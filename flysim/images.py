@@ -16,6 +16,9 @@ give:
            into another app's volume, its output and exit code
   health   what the machine checks (`config.checks`) of a started machine of
            the image report (default: passing)
+  boot     what the image prints when its machine boots (to the app's logs):
+           `stdout`/`stderr` lines, and/or `run`, one of its `exec` scripts
+           whose output is logged (the NFS image's self-mount check)
 
 The built-in catalogue is `catalogue.json` next to this file. A custom one (CLI
 `--images`, `FlysimServer(images=...)`) is layered over it entry by entry,
@@ -82,6 +85,14 @@ class HealthSpec(_Strict):
     output: str = ""
 
 
+class BootSpec(_Strict):
+    """What a machine of the image logs each time it boots (not on resume: a resumed process goes on)."""
+
+    run: str | None = Field(default=None, pattern=r"^/")
+    stdout: str = ""
+    stderr: str = ""
+
+
 class ImageEntry(_Strict):
     comment: str = ""
     digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
@@ -89,6 +100,7 @@ class ImageEntry(_Strict):
     exec: dict[str, ExecScript] = Field(default_factory=dict)
     release: ReleaseSpec | None = None
     health: HealthSpec | None = None
+    boot: BootSpec | None = None
 
     @field_validator("exec")
     @classmethod
@@ -107,6 +119,7 @@ class ImageEntry(_Strict):
             exec={**base.exec, **self.exec},
             release=self.release if self.release is not None else base.release,
             health=self.health if self.health is not None else base.health,
+            boot=self.boot if self.boot is not None else base.boot,
         )
 
 

@@ -37,9 +37,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_RATE, DEFAULT_BURST = 1.0, 3.0
-# GraphQL is a different service at Fly (api.fly.io), with its own limits;
-# the public hostname stand-in is Fly's proxy, not the Machines API.
-EXEMPT = {"GraphQL", "unknown", "PublicHTTP"}
+# GraphQL and the logs API are a different service at Fly (api.fly.io), with
+# their own limits; the public hostname stand-in is Fly's proxy, not the Machines API.
+EXEMPT = {"GraphQL", "Logs_get", "unknown", "PublicHTTP"}
 SPECIAL: dict[str, tuple[float, float]] = {
     "Machines_show": (5.0, 10.0),
 }

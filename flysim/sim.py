@@ -22,8 +22,10 @@ from .auth import Auth, Principal, unauthorized
 from .engine import Engine
 from .errors import ApiError, bad_request, not_found
 from .faults import FaultRegistry
+from . import execsim
 from .images import Catalogue, run_release
 from .latency import LatencyProfile, get_profile
+from .logs import LogBook
 from .ratelimit import RateLimiter
 from .state import App, Machine, Store, Volume
 
@@ -51,7 +53,9 @@ class Sim:
         self.auth = Auth(config.token, self.store)
         self.faults = FaultRegistry(seed=config.fault_seed)
         self.ratelimiter = RateLimiter(enabled=config.rate_limit)
-        self.engine = Engine(self.profile, self.faults, self.persist, release=self._run_release)
+        self.logs = LogBook()
+        self.engine = Engine(self.profile, self.faults, self.persist, release=self._run_release,
+                             log=self.logs.emit, boot_output=self._boot_output)
         self.calls: list[dict[str, Any]] = []
         self._calls_lock = threading.Lock()
         for slug in config.orgs:
@@ -82,11 +86,23 @@ class Sim:
         entry = self.images.resolve(str(m.config.get("image") or ""))
         return run_release(entry, app, m, self.store.world.apps)
 
+    def _boot_output(self, app: App, m: Machine) -> dict[str, Any] | None:
+        """What the image prints as it boots (its catalogue entry's `boot`)."""
+        entry = self.images.resolve(str(m.config.get("image") or ""))
+        if entry.boot is None:
+            return None
+        out = {"stdout": entry.boot.stdout, "stderr": entry.boot.stderr}
+        if entry.boot.run:
+            ran = execsim.run(app, m, [entry.boot.run], scripts=entry.exec)
+            out = {"stdout": out["stdout"] + ran["stdout"], "stderr": out["stderr"] + ran["stderr"]}
+        return out
+
     def reset(self) -> None:
         self.engine.cancel_all()
         world = self.store.world
         world.apps.clear()
         world.tokens.clear()
+        self.logs.clear()
         world.orgs = {slug: org for slug, org in world.orgs.items() if slug in self.config.orgs}
         for slug in self.config.orgs:
             self.store.ensure_org(slug, name=slug)

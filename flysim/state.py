@@ -81,8 +81,8 @@ class Machine(BaseModel):
     # Resolved from the image catalogue when the config was set, as Fly resolves
     # the digest at deploy time (None in state files from before the catalogue).
     image_ref: dict[str, Any] | None = None
-    # {"exit_code", "stdout", "stderr"} of the last release command run: flysim
-    # has no logs API, so this (in the admin state view) is where output shows.
+    # {"exit_code", "stdout", "stderr"} of the last release command run (its
+    # lines are in the app's logs too: flysim/logs.py).
     last_run: dict[str, Any] | None = None
 
     def mounted_volume_ids(self) -> list[str]:

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["cycle"]:  # its own options (ops/cycle.py); imported only when used
         from .cycle import main as cycle_main
         return cycle_main(argv[1:])
+    if argv[:1] == ["e2e"]:  # the scenario runner (ops/e2e/runner.py)
+        from .e2e.runner import main as e2e_main
+        return e2e_main(argv[1:])
     if argv[:1] == ["cost"]:  # its own options (ops/cost.py)
         from .cost import main as cost_main
         return cost_main(argv[1:])
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest-env", metavar="VAR", help="read the manifest (JSON) from this variable")
     v.add_argument("--work-dir", type=Path, default=None, help="the project directory (default: this repo)")
     sub.add_parser("cycle", help="the ephemeral end-to-end cycle of a throwaway slice (cycle --help)")
+    sub.add_parser("e2e", help="the validation guide's scenarios with faults injected, evidence archived (e2e --help)")
     sub.add_parser("cost", help="the slice's monthly Fly cost now and after a preview (cost --help)")
     h = sub.add_parser("handover", help="phase 7: write artifacts/provisioning/<stack>-<timestamp>.json")
     h.add_argument("--stack", required=True)

@@ -7,6 +7,11 @@ Backend: PULUMI_BACKEND_URL (or PULUMI_ACCESS_TOKEN for Pulumi Cloud) if set, el
 the run's state dir. Secrets: PULUMI_CONFIG_PASSPHRASE(_FILE) if set, else a passphrase generated for this
 run (kept in the state dir, mode 600, never printed; masked under GitHub Actions).
 
+Lock: every engine operation that writes the stack first takes the stack's lock (enginejob/backend_lock.py: a
+PostgreSQL advisory lock on a postgres:// backend), waiting up to ARTIFACT_STACK_LOCK_WAIT seconds (default
+900) for another update of it and saying who holds it; `--cleanup-only` releases Pulumi's own lock (`pulumi
+cancel`) only once it holds that lock, so it never breaks the lock of a cycle that still runs.
+
 Signals: SIGINT, SIGTERM or SIGHUP during the cycle cancel the running engine operation gracefully
 (pulumi finishes what is in flight, records it and releases its lock), then the teardown runs; during
 the teardown they are noted and ignored, so the teardown runs to its end.
@@ -28,7 +33,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -44,6 +49,8 @@ NOT_COPIED = {"prefix", "domain", "protectVolumes", "createOrg", "nfsVolumeSizeG
 FAIL_MIDWAY = {"operation": "Machines_create", "status": 422,
                "message": "injected by ephemeral-cycle --fail-midway"}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLERK_FROM_ENV = {"clerkSecretKey": "CLERK_SECRET_KEY", "clerkPublishableKey": "CLERK_PUBLISHABLE_KEY"}
+LOCK_TITLE = "the ephemeral cycle"
 
 
 def log(message: str) -> None:
@@ -394,13 +401,17 @@ def _sweep(run: Run, fly_url: str | None, *, expected_clean: bool) -> None:
 def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard) -> None:
     from pulumi import automation as auto
 
+    from enginejob import Busy
+
+    from enginejob.backend_lock import LockUnavailable
     from .workspace import SliceStack, link_project, open_stack
 
     destroyed = False
     link_project(run.work_dir)
     try:
         stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
-                                      create=False, pulumi_command=run.engine), run.work_dir, echo=echo)
+                                      create=False, pulumi_command=run.engine), run.work_dir, echo=echo,
+                           lock_title=LOCK_TITLE)
     except auto.StackNotFoundError:
         log(f"no stack {run.stack_name} in the backend: nothing to destroy")
         run.stack_gone = True
@@ -408,55 +419,97 @@ def _teardown(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalG
     except auto.CommandError as exc:  # e.g. a backend out of reach: the sweep below still runs
         run.fail(f"could not open stack {run.stack_name}: {str(exc).strip()[-300:]}")
         stack = None
-    if stack is not None:
-        if run.args.cleanup_only:
-            # The cycle that held the stack is gone (killed with its runner): any lock it left is stale.
-            with contextlib.suppress(auto.CommandError):
-                stack.stack.cancel()
-        log(f"pulumi destroy {run.stack_name}")
-        try:
-            stack.destroy()
-            destroyed = True
-        except auto.CommandError:
-            # Once more, the careful way: no stale lock, what is already gone dropped first, one at a time.
-            log("destroy failed; releasing a stale lock, if any, and trying once more (refresh, one at a time)")
-            with contextlib.suppress(auto.CommandError):
-                stack.stack.cancel()
+    try:
+        if stack is not None:
+            if run.args.cleanup_only:
+                # The cycle that held the stack is gone (killed with its runner): any Pulumi lock it left is stale.
+                # (SliceStack.cancel waits for the stack's own lock first: a cycle still running keeps its lock.)
+                with contextlib.suppress(auto.CommandError):
+                    stack.cancel()
+            log(f"pulumi destroy {run.stack_name}")
             try:
-                stack.destroy(refresh=True, parallel=1)
+                stack.destroy()
                 destroyed = True
             except auto.CommandError:
-                run.fail("pulumi destroy (twice)")
-                _list_state(stack.stack)
-                log("removing the stack with --force: the resources above may be left at Fly (the sweep below "
-                    "deletes the apps)")
-        try:
-            stack.remove(force=not destroyed)
-            run.stack_gone = True
-            log(f"stack {run.stack_name} removed from the backend")
-        except auto.CommandError as exc:
-            run.fail(f"pulumi stack rm{'' if destroyed else ' --force'}: {str(exc).strip()[-300:]}")
+                # Once more, the careful way: no stale lock, what is already gone dropped first, one at a time.
+                log("destroy failed; releasing a stale lock, if any, and trying once more (refresh, one at a time)")
+                with contextlib.suppress(auto.CommandError):
+                    stack.cancel()
+                try:
+                    stack.destroy(refresh=True, parallel=1)
+                    destroyed = True
+                except auto.CommandError:
+                    run.fail("pulumi destroy (twice)")
+                    _list_state(stack.stack)
+                    log("removing the stack with --force: the resources above may be left at Fly (the sweep below "
+                        "deletes the apps)")
+            try:
+                stack.remove(force=not destroyed, remove_backups=True)  # nothing of it left in a shared backend
+                run.stack_gone = True
+                log(f"stack {run.stack_name} removed from the backend")
+            except auto.CommandError as exc:
+                run.fail(f"pulumi stack rm{'' if destroyed else ' --force'}: {str(exc).strip()[-300:]}")
+    except (Busy, LockUnavailable) as exc:  # another update holds the stack, or no lock: neither destroy nor sweep
+        run.fail(f"teardown of {run.stack_name}: {exc}")
+        log("nothing was torn down; once it has finished, rerun with --cleanup-only")
+        return
     _sweep(run, fly_url, expected_clean=destroyed and not run.args.cleanup_only and guard.received is None)
 
 
-def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard) -> None:
+def _set_clerk_keys(stack: Any, env: dict[str, str]) -> str | None:
+    """The Clerk keys, when the job has them (CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY), as secret config,
+    through stdin as preview.yml sets them: never on a command line (the Automation API's set_config puts
+    values in the arguments). Returns what failed, if anything."""
+    import subprocess
+
+    workspace = stack.stack.workspace
+    for key, variable in CLERK_FROM_ENV.items():
+        value = os.environ.get(variable)
+        if not value:
+            continue
+        done = subprocess.run(
+            [workspace.pulumi_command.command, "config", "set", "--secret", "--stack", stack.stack.name,
+             f"artifact-slice:{key}"], input=value, text=True, capture_output=True, cwd=str(stack.work_dir),
+            env={**os.environ, **env, **({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {})},
+            timeout=120)
+        if done.returncode != 0:
+            return f"pulumi config set --secret artifact-slice:{key}: {done.stderr.strip()[-300:]}"
+    return None
+
+
+# What runs on the slice once it is up and validated (``python -m ops e2e --strategy ephemeral``): given its
+# outputs (secret ones included), the stack's name, project directory and engine environment; False fails
+# the cycle. The teardown runs after it all the same.
+Between = Callable[[dict[str, Any], str, Path, dict[str, str]], bool]
+
+
+def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuard,
+           between: Between | None = None) -> None:
     from pulumi import automation as auto
 
+    from enginejob import Busy
+
+    from enginejob.backend_lock import LockUnavailable, WaitStopped
     from .workspace import SliceStack, link_project, open_stack, set_config, slice_config
 
     guard.check()
     link_project(run.work_dir)
     try:
         stack = SliceStack(open_stack(run.stack_name, run.work_dir, env, pulumi_home=run.state_dir / "pulumi-home",
-                                      pulumi_command=run.engine), run.work_dir, echo=echo)
+                                      pulumi_command=run.engine), run.work_dir, echo=echo, lock_title=LOCK_TITLE,
+                           lock_stop=lambda: guard.received is not None)
         config = {**run.copied_config, **slice_config(run.stack_name, org=run.org, region=run.region,
                                                       domain=run.domain, volume_size_gb=run.args.volume_size_gb,
                                                       fly_url=fly_url or os.environ.get("FLY_API_BASE_URL"),
                                                       flaps_url=fly_url or os.environ.get("FLY_FLAPS_BASE_URL"))}
         set_config(stack.stack, config)
+        clerk_failed = _set_clerk_keys(stack, env)
     except auto.CommandError as exc:
         guard.check()
         run.fail(f"stack init {run.stack_name}: {str(exc).strip()[-500:]}")
+        return
+    if clerk_failed:
+        run.fail(f"stack init {run.stack_name}: {clerk_failed}")
         return
     guard.check()
     log(f"pulumi up {run.stack_name}")
@@ -466,11 +519,22 @@ def _cycle(run: Run, env: dict[str, str], fly_url: str | None, guard: SignalGuar
         guard.check()
         run.fail("pulumi up")
         return
+    except (Busy, LockUnavailable) as exc:  # another update of this stack kept it past the wait; no database
+        run.fail(f"pulumi up: {exc}")
+        return
+    except WaitStopped:
+        guard.check()
+        raise
     guard.check()
     log(f"validate (phase 6) {run.stack_name}")
     if not _validate(stack.outputs(), run.stack_name):
         run.fail("validate (phase 6)")
+        return
     guard.check()
+    if between is not None:
+        if not between(stack.outputs(), run.stack_name, run.work_dir, env):
+            run.fail("the e2e scenarios (see their summary above)")
+        guard.check()
 
 
 def _cleanup_files(run: Run) -> None:
@@ -490,7 +554,7 @@ def _cleanup_files(run: Run) -> None:
             f"--run-id {run.args.run_id} --fly fly --state-dir {run.state_dir} --cleanup-only")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, between: Between | None = None) -> int:
     from .workspace import REPO, find_pulumi_bin
 
     args = parse_args(argv)
@@ -543,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 _teardown(run, env, None, guard)
             elif args.fly == "fly":
                 try:
-                    _cycle(run, env, None, guard)
+                    _cycle(run, env, None, guard, between)
                 except Stopped:
                     pass
                 finally:
@@ -552,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 with _flysim(run, fly_token) as sim:
                     try:
-                        _cycle(run, env, sim.url, guard)
+                        _cycle(run, env, sim.url, guard, between)
                     except Stopped:
                         pass
                     finally:

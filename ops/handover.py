@@ -1,6 +1,8 @@
 """Phase 7: write the handover file, ``artifacts/provisioning/<stack>-<timestamp>.json``, from the
 stack outputs (secret outputs left out) plus live state read from Fly: each app's machines with their
-current state and recent events (the log snapshot the Machines API offers), and its volumes."""
+current state and recent events, its volumes, and for the router, exec and NFS apps a snapshot of their
+logs read as ``fly logs --no-tail`` reads them (the runbook's phase 7 confirms a clean boot of router and
+exec from them; the NFS app's carries its self-mount check's ``mount ok``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Any
 from fly import FlyClient, FlyConnection, FlyError
 
 EVENTS_PER_MACHINE = 20
+LOG_ROLES = ("nfs", "router", "exec")
+LOG_LINES = 50
 
 
 def live_state(manifest: dict[str, Any], connection: FlyConnection) -> dict[str, Any]:
@@ -34,6 +38,11 @@ def live_state(manifest: dict[str, Any], connection: FlyConnection) -> dict[str,
                 entry["ips"] = [ip.ip for ip in fly.list_ips(name)]
             except FlyError as exc:
                 entry["error"] = str(exc)
+            if role in LOG_ROLES:
+                try:  # apart: logs out of reach still leave the machines' state in the file
+                    entry["logs"] = [e.line() for e in fly.app_logs(name, max_lines=LOG_LINES)]
+                except FlyError as exc:
+                    entry["logs_error"] = str(exc)
             live[role] = entry
     return live
 

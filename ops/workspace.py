@@ -19,6 +19,8 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from enginejob.backend_lock import backend_url_of, project_of, stack_lock
+
 REPO = Path(__file__).resolve().parent.parent
 # The program runs in the virtualenv this process runs in (Pulumi.yaml names `.venv`): the tests exercise the
 # Python they were started with (scripts/test runs them on 3.11 and 3.13), the cycle that of scripts/setup.sh.
@@ -114,28 +116,55 @@ def set_config(stack: auto.Stack, config: Mapping[str, str], secret_config: Mapp
 @dataclass
 class SliceStack:
     """A slice's stack and what its operations printed, stdout and stderr (``events``; also passed to ``echo``
-    as they come)."""
+    as they come).
+
+    Every operation that writes the stack (up, refresh, destroy, stack rm, cancel) first takes the stack's
+    lock (`enginejob.backend_lock`: an advisory lock on a postgres:// backend, a flock on file://), waiting up to
+    ``lock_wait`` seconds (default ``backend_lock.default_wait()``) for another holder, and saying so once in
+    ``events``; ``lock_title`` names the caller in what a waiting one is told ("the ephemeral cycle");
+    ``lock_stop()`` true stops the wait (``backend_lock.WaitStopped``)."""
 
     stack: auto.Stack
     work_dir: Path
     events: list[str] = field(default_factory=list)
     echo: Callable[[str], None] | None = None
+    lock_title: str = ""
+    lock_wait: float | None = None
+    lock_stop: Callable[[], bool] | None = None
 
     def _out(self, line: str) -> None:
         self.events.append(line)
         if self.echo is not None:
             self.echo(line)
 
+    def locked(self, operation: str) -> Any:
+        """The stack's lock for ``operation`` (a context manager; ``enginejob.Busy`` when the wait runs out)."""
+        workspace = self.stack.workspace
+        title = f"`pulumi {operation}` of {self.stack.name}" + (f" ({self.lock_title})" if self.lock_title else "")
+
+        def waiting(holder: Any) -> None:
+            self._out(f"stack lock: {holder.sentence() if holder else 'another update holds the stack'}; "
+                      f"waiting for it to finish")
+
+        return stack_lock(backend_url_of(workspace.env_vars, workspace.pulumi_home), project_of(self.work_dir),
+                          self.stack.name, title=title, wait=self.lock_wait, on_wait=waiting, stop=self.lock_stop,
+                          env=workspace.env_vars)
+
     def up(self, **kwargs: Any) -> auto.UpResult:
-        return self.stack.up(on_output=self._out, on_error=self._out, color="never", **kwargs)
+        with self.locked("up"):
+            return self.stack.up(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
     def up_as_cli(self) -> None:
         """`pulumi up --yes --skip-preview` as a CI job runs it: the engine's command alone. (``up`` goes
         through the Automation API, which runs `stack output` and `stack history` after it for its result.)
         Raises ``auto.CommandError`` with what the engine printed when it fails."""
+        with self.locked("up"):
+            self._cli("up", "--yes", "--skip-preview", "--color", "never", "--stack", self.stack.name)
+
+    def _cli(self, *args: str) -> None:
         workspace = self.stack.workspace
         workspace.pulumi_command.run(
-            ["up", "--yes", "--skip-preview", "--color", "never", "--stack", self.stack.name], str(self.work_dir),
+            list(args), str(self.work_dir),
             {**workspace.env_vars, **({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {})},
             on_output=self._out, on_error=self._out)
 
@@ -143,16 +172,30 @@ class SliceStack:
         return self.stack.preview(on_output=self._out, on_error=self._out, color="never", diff=True, **kwargs)
 
     def refresh(self, **kwargs: Any) -> auto.RefreshResult:
-        return self.stack.refresh(on_output=self._out, on_error=self._out, color="never", **kwargs)
+        with self.locked("refresh"):
+            return self.stack.refresh(on_output=self._out, on_error=self._out, color="never", **kwargs)
 
     def destroy(self, **kwargs: Any) -> auto.DestroyResult:
-        return self.stack.destroy(on_output=self._out, on_error=self._out, color="never", **kwargs)
+        with self.locked("destroy"):
+            return self.stack.destroy(on_output=self._out, on_error=self._out, color="never", **kwargs)
+
+    def cancel(self) -> None:
+        """`pulumi cancel`: release the Pulumi lock a killed run left. Under the stack's own lock, so it never
+        breaks the lock of an update an entry point is running (it waits for that one instead)."""
+        with self.locked("cancel"):
+            self.stack.cancel()
 
     def outputs(self) -> dict[str, Any]:
         return {k: v.value for k, v in self.stack.outputs().items()}
 
-    def remove(self, *, force: bool = False) -> None:
-        self.stack.workspace.remove_stack(self.stack.name, force=force or None)
+    def remove(self, *, force: bool = False, remove_backups: bool = False) -> None:
+        """`pulumi stack rm`; ``remove_backups`` also removes the backend's copies of its state (an ephemeral
+        stack's, so that nothing of it is left in a shared backend)."""
+        with self.locked("stack rm"):
+            if remove_backups:
+                self._cli("stack", "rm", "--yes", "--remove-backups", *(["--force"] if force else []), self.stack.name)
+            else:
+                self.stack.workspace.remove_stack(self.stack.name, force=force or None)
 
     def resources(self) -> list[dict[str, Any]]:
         """The state's resources as the engine recorded them (type, urn, parent, dependencies, ...)."""
@@ -162,14 +205,17 @@ class SliceStack:
 def local_slice_stack(root: Path, pulumi_bin: Path | None, fly_url: str, fly_token: str, stack_name: str, *,
                       org: str = "personal", region: str = "syd", config: Mapping[str, str] | None = None,
                       secret_config: Mapping[str, str] | None = None,
-                      passphrase: str = "local-passphrase") -> SliceStack:
+                      passphrase: str = "local-passphrase", backend_url: str | None = None) -> SliceStack:
     """A slice on a Fly endpoint at ``fly_url`` (flysim), everything under ``root``: the project directory
-    `project/`, a file backend `backend/`, the engine's home `pulumi-home/`."""
+    `project/`, the engine's home `pulumi-home/` and, unless ``backend_url`` names another (a team's
+    postgres://), a file backend `backend/`."""
     work_dir = link_project(root / "project")
-    backend = root / "backend"
-    backend.mkdir(parents=True, exist_ok=True)
+    if backend_url is None:
+        backend = root / "backend"
+        backend.mkdir(parents=True, exist_ok=True)
+        backend_url = f"file://{backend}"
     home = root / "pulumi-home"
-    env = engine_env(pulumi_bin=pulumi_bin, pulumi_home=home, backend_url=f"file://{backend}",
+    env = engine_env(pulumi_bin=pulumi_bin, pulumi_home=home, backend_url=backend_url,
                      passphrase=passphrase, fly_token=fly_token)
     stack = open_stack(stack_name, work_dir, env, pulumi_home=home)
     set_config(stack, {**slice_config(stack_name, org=org, region=region, fly_url=fly_url), **(config or {})},

@@ -1,4 +1,5 @@
-"""Shared fixtures: a flysim on loopback, and the real Pulumi engine."""
+"""Shared fixtures: a flysim on loopback, the real Pulumi engine, and a real PostgreSQL server with the
+team backend docs/team-backend.md sets up."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Iterator
 import pytest
 
 from flysim.testing import FlysimServer
+
+from tests.pgserver import PostgresServer, TeamBackend, set_up_team_backend
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +36,20 @@ def pulumi_bin() -> Path:
         if directory and (Path(directory) / "pulumi").is_file() and (Path(directory) / "pulumi-language-python").is_file():
             return Path(directory)
     pytest.fail("the Pulumi engine is missing: run scripts/setup.sh (or scripts/test), which builds it")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the session's own (tests/pgserver.py), stopped and removed at the end."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def team_backend(postgres: PostgresServer, pulumi_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> TeamBackend:
+    """The database, schema and least-privileged role of docs/team-backend.md, made by the page's own commands."""
+    env = {**os.environ, "PATH": f"{pulumi_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return set_up_team_backend(postgres, tmp_path_factory.mktemp("team-login-home"), env)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -34,7 +34,8 @@ def test_diff_ignores_connection_and_replaces_only_when_fly_cannot_update() -> N
     same = MachineProvider().diff("id", olds, {**olds, "fly_token": "t2", "fly_api": {"flaps_base_url": "http://b"}})
     assert same.changes is False
     image = MachineProvider().diff("id", olds, {**olds, "config": {**olds["config"], "image": "x:2"}})
-    assert image.changes is True and image.replaces == []
+    # An input change is "unknown" to the SDK's dynamic provider server, so the engine names the keys.
+    assert image.changes is None and image.replaces == []
     volume = MachineProvider().diff("id", olds, {**olds, "config": {**olds["config"], "mounts": [{"volume": "vol_2", "path": "/d"}]}})
     assert volume.replaces == ["config"]
     region = MachineProvider().diff("id", olds, {**olds, "region": "ams"})
@@ -104,7 +105,7 @@ def test_a_machine_that_crashes_on_boot_is_reported_as_crashed(flysim) -> None:
     with pytest.raises(FlyMachineCrashed) as exc:
         MachineProvider().create({"app": "crash-app", "name": "crash-0", "region": "syd",
                                   "config": {"image": "img:1", "restart": {"policy": "no"}}, "wait_timeout": 120, **c})
-    assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs -a crash-app" in str(exc.value)
+    assert exc.value.exit_code == 1 and "crashed on boot" in str(exc.value) and "fly logs --no-tail -a crash-app --machine" in str(exc.value)
 
 
 def test_a_failing_release_command_is_a_typed_error(flysim) -> None:
@@ -168,3 +169,25 @@ def test_a_health_gate_on_a_stopped_machine_waits_for_it_to_start(flysim) -> Non
     gate_calls = sorted((x for x in flysim.calls() if x["operation"] != "Machines_start"), key=lambda x: x["started"])
     assert [(x["operation"], x["status"]) for x in gate_calls] == [
         ("Machines_exec", 412), ("Machines_wait", 200), ("Machines_exec", 200)]
+
+
+def test_an_app_under_a_former_name_keeps_it_instead_of_being_replaced(flysim) -> None:
+    """Fly cannot rename an app: a stack whose host image app is `<prefix>-image-basic` (the name before the
+    runbook's `<prefix>-fly-host-basic`) keeps that app, its id and its name."""
+    c = conn(flysim)
+    provider = AppProvider()
+    made = provider.create({"name": "s1-image-basic", "org_slug": "personal", **c})
+    olds = made.outs
+    renamed = {"name": "s1-fly-host-basic", "former_names": ["s1-image-basic"], "org_slug": "personal", **c}
+    kept = provider.diff(made.id, olds, renamed)
+    assert not kept.changes and not kept.replaces
+    # Without the former name it is a new app (delete before replace: names are global).
+    moved = provider.diff(made.id, olds, {**renamed, "former_names": []})
+    assert moved.replaces == ["name"] and moved.delete_before_replace
+    # Another change still replaces it, and the new app takes the new name.
+    elsewhere = provider.diff(made.id, olds, {**renamed, "org_slug": "other-org"})
+    assert elsewhere.replaces == ["org_slug"]
+    # A forced update records the name the app has, not the one asked for.
+    assert provider.update(made.id, olds, renamed).outs["name"] == "s1-image-basic"
+    # A new stack's app takes the runbook's name.
+    assert provider.create(renamed).id == "s1-fly-host-basic"

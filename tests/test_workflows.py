@@ -175,6 +175,28 @@ def test_the_script_refuses_bad_usage_before_doing_anything(args: list[str], mes
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_nightly_runs_the_smoke_scenarios_on_an_ephemeral_slice_uploads_evidence_and_tears_down() -> None:
+    wf = _workflows()["e2e-nightly.yml"]
+    assert set(_on(wf)) == {"schedule", "workflow_dispatch"} and _on(wf)["schedule"][0]["cron"]
+    (job,) = wf["jobs"].values()
+    steps = {s.get("id", s.get("name")): s for s in job["steps"]}
+    smoke = steps["smoke"]["run"]
+    for option in ("--smoke", "--strategy ephemeral", "--fly fly", '--run-id "$RUN_ID"', '--state-dir "$STATE_DIR"',
+                   "--out artifacts/e2e"):
+        assert option in smoke
+    assert "exec python -m ops e2e " in smoke
+    [upload] = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()" and upload["with"]["path"] == "artifacts/e2e/"
+    [teardown] = [s for s in job["steps"] if "--cleanup-only" in str(s.get("run", ""))]
+    assert teardown["if"].startswith("always()") and '--run-id "$RUN_ID" --fly fly --state-dir "$STATE_DIR"' in teardown["run"]
+    assert teardown["env"]["STATE_DIR"] == steps["smoke"]["env"]["STATE_DIR"]  # the same run's files
+    # The runner takes every option the workflow passes it.
+    usage = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "ops", "e2e", "--help"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0
+    assert {o for o in re.findall(r"(--[a-z-]+)", smoke)} <= set(re.findall(r"(--[a-z-]+)", usage.stdout))
+
+
 def test_preview_and_deploy_run_the_policy_pack_and_the_preview_posts_the_cost() -> None:
     """The pack runs wherever the engine changes the slice; the PR gets the table `python -m ops cost` renders
     (tests/e2e/test_policy.py renders it from a real preview) and fails on a mandatory violation."""

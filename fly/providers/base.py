@@ -251,7 +251,12 @@ class FlyProvider(ResourceProvider, Generic[I, O]):
         replaces = [k for k in changed if k in self.replace_on or self.needs_replace(k, olds, news)]
         drift = not changed and self.drifted(olds, news)
         return DiffResult(
-            changes=bool(changed) or drift,
+            # A change of inputs is answered "unknown": the SDK's dynamic provider server forwards only
+            # changes, replaces and deleteBeforeReplace (not diffs, not a detailed diff), and on "unknown"
+            # the engine names the changed keys itself from the old and new inputs, so `pulumi preview
+            # --diff`, the PR comment and the preview's events say what changes. None, drift (no input
+            # changed) and settings alone stay this provider's own answer.
+            changes=None if changed else drift,
             replaces=replaces,
             stables=[k for k in fields if k not in changed],
             delete_before_replace=self.delete_before_replace if replaces else None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import FlyAlreadyExists, FlyNotFound
+from ..errors import FlyAlreadyExists, FlyMachineDidNotStart, FlyNotFound, FlyWaitTimeout
 from ..models import Machine as MachineModel
 from .base import FlyProvider, FlyResource, ProviderInputs, ProviderOutputs, contains_unknown, normal
 
@@ -132,9 +132,12 @@ class MachineProvider(FlyProvider[MachineInputs, MachineOutputs]):
                 machine_id: str | None = None) -> None:
         if inputs.skip_launch:
             return
-        client.wait_machine(inputs.app, machine.id if machine else machine_id or "", "started",
-                            timeout=inputs.wait_timeout, instance_id=machine.instance_id if machine else None,
-                            poll=CRASH_CHECK_SECONDS)
+        id_ = machine.id if machine else machine_id or ""
+        try:
+            client.wait_machine(inputs.app, id_, "started", timeout=inputs.wait_timeout,
+                                instance_id=machine.instance_id if machine else None, poll=CRASH_CHECK_SECONDS)
+        except FlyWaitTimeout:
+            raise FlyMachineDidNotStart(inputs.app, id_, inputs.wait_timeout) from None
 
     def delete_resource(self, client: FlyClient, id_: str, inputs: MachineInputs, state: MachineOutputs) -> None:
         client.delete_machine(inputs.app, id_, force=True)  # a 404 (machine or app gone) is success

@@ -77,8 +77,8 @@ CONFIGS: list[BadConfig] = [
     _c("domain-empty", {f"{NS}:domain": ""}, f"{NS}:domain", "is empty"),
     # prefix
     _c("prefix-stack-name-uppercase", {}, f"{NS}:prefix", "lowercase", stack="Org_1"),
-    _c("prefix-too-long", {f"{NS}:prefix": "p" * 60}, f"{NS}:prefix", "60 characters", "2 to 51"),
-    _c("prefix-one-char", {f"{NS}:prefix": "p"}, f"{NS}:prefix", "1 characters", "2 to 51"),
+    _c("prefix-too-long", {f"{NS}:prefix": "p" * 60}, f"{NS}:prefix", "60 characters", "2 to 48"),
+    _c("prefix-one-char", {f"{NS}:prefix": "p"}, f"{NS}:prefix", "1 characters", "2 to 48"),
     _c("prefix-digit-first", {f"{NS}:prefix": "1org"}, f"{NS}:prefix", "starting with a letter"),
     _c("prefix-trailing-dash", {f"{NS}:prefix": "org-"}, f"{NS}:prefix", "not ending with a dash"),
     _c("prefix-double-dash", {f"{NS}:prefix": "org--1"}, f"{NS}:prefix", "single dashes"),

@@ -4,11 +4,21 @@ tests need the slice, not the engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import Implementation
 
 from fly import FlyClient, FlyConnection
 from fly.appconfig import load_fly_toml, machine_config
@@ -88,3 +98,59 @@ def shared_world() -> Iterator[SliceWorld]:
     limits); tests leave it as they found it."""
     with FlysimServer(orgs=["personal", "other-org"]) as server:
         yield build_slice(server)
+
+
+# The bearer token the tests' HTTP servers are configured with (by file, under this id).
+HTTP_TOKEN_ID = "ci-agent"
+HTTP_TOKEN = "cptest-" + "0123456789abcdef" * 3
+CLIENT_INFO = Implementation(name="test-agent", version="1.0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def http_server(manifest_file: Path, token: str, tmp_path: Path, *flags: str, auth: bool = True,
+                port: int | None = None) -> Iterator[int]:
+    """`python -m controlplane serve --http` in its own process, configured with HTTP_TOKEN (``auth``),
+    until the block ends; yields its port. stderr goes to tmp_path/server.log, the audit log to
+    tmp_path/audit.jsonl."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "controlplane", "serve", "--http", "--port", str(port),
+            "--manifest", str(manifest_file), "--audit-log", str(tmp_path / "audit.jsonl"), *flags]
+    if auth:
+        token_file = tmp_path / "http-tokens"
+        token_file.write_text(f"{HTTP_TOKEN_ID} {HTTP_TOKEN}\n")
+        token_file.chmod(0o600)
+        args += ["--auth-token-file", str(token_file)]
+    env = {"FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "")}
+    with (tmp_path / "server.log").open("a") as log:
+        process = subprocess.Popen(args, env=env, cwd=str(REPO), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, "the HTTP server did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@asynccontextmanager
+async def http_client(port: int, bearer: str | None = HTTP_TOKEN, mode: str = "auto") -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, sending ``bearer`` as its token; ``mode="legacy"`` speaks
+    the protocol before 2026-07-28 (initialize, then a session), as most clients in use do."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with create_mcp_http_client(headers=headers) as http:
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http),
+                          client_info=CLIENT_INFO, mode=mode) as client:
+            yield client

@@ -35,7 +35,7 @@ def test_a_good_slice_passes_and_nothing_changes(world: SliceWorld, tmp_path: Pa
     result = _validate(world, tmp_path, "-X", "importtime")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS worker pool s1-worker-pool has no machines" in result.stdout
-    assert "PASS a synthetic customer app can be provisioned (ensure_app dry run)" in result.stdout
+    assert "PASS a synthetic customer app can be provisioned (ensure_app preflight)" in result.stdout
     assert result.stdout.rstrip().endswith("passed, 0 failed")
     assert world.mutations() == []
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}

@@ -165,6 +165,8 @@ def test_volume_size_is_extended_in_place(walk: Walk) -> None:
 
     plan = walk.preview()
     assert plan.steps.get("nfs-volume") == "update", plan.changes()
+    assert plan.keys.get("nfs-volume") == ["size_gb"], plan.keys  # the preview names what changes
+    assert "size_gb: 1 => 3" in plan.stdout, plan.stdout[-3000:]  # and `preview --diff` shows it
     assert_nothing_replaced(plan)
     assert walk.flysim.calls() == [], "the preview called the Fly API"
 
@@ -186,6 +188,7 @@ def test_image_change_updates_the_machine_in_place(walk: Walk) -> None:
 
     plan = walk.preview()
     assert plan.steps.get("router-machine") == "update", plan.changes()
+    assert plan.keys.get("router-machine") == ["config"], plan.keys
     assert_nothing_replaced(plan)
 
     walk.up()
@@ -209,6 +212,8 @@ def test_clerk_key_rotation_reaches_the_router_machine(walk: Walk) -> None:
     plan = walk.preview()
     assert plan.steps.get("router-secrets") == "update", plan.changes()
     assert plan.steps.get("router-machine") == "update", plan.changes()  # it takes the new secrets version
+    assert plan.keys.get("router-secrets") == ["values"], plan.keys
+    assert "min_secrets_version" in plan.keys.get("router-machine", []), plan.keys
     assert_nothing_replaced(plan)
     assert CLERK_SECRET_ROTATED not in plan.stdout
 
@@ -234,6 +239,10 @@ def test_region_change_moves_the_nfs_machine_and_its_volume(walk: Walk) -> None:
     plan = walk.preview()
     for name in ("nfs-volume", "nfs-machine", "router-machine", "exec-machine"):
         assert plan.steps.get(name) == "replace", f"{name}: {plan.changes()}"
+    # The keys, where a provider's diff decides (the NFS machine goes with its volume, by the engine's rule
+    # for what depends on a delete-before-replace).
+    for name in ("nfs-volume", "router-machine", "exec-machine"):
+        assert "region" in plan.keys.get(name, []), plan.keys
 
     walk.up()
     sim = view(walk.flysim, walk.prefix)

@@ -5,7 +5,10 @@ changed since, and applies the one it previewed. Driven by the `mcp` SDK's clien
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,9 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pulumi import automation as auto
+
+import enginejob
+import enginejob.procs
 
 from .harness import REPO, make_stack
 
@@ -31,7 +37,8 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
     s = make_stack(tmp_path, pulumi_bin, flysim.url, flysim.token)
     assert s.up().summary.result == "succeeded"
     token = s.stack.outputs()["controlPlaneToken"].value
-    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO)}
+    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": token, "PYTHONPATH": str(REPO),
+           "ARTIFACT_STATE_DIR": str(tmp_path / "state")}
     params = StdioServerParameters(
         command=sys.executable, cwd=str(REPO), env=env,
         args=["-m", "controlplane", "serve", "--stdio", "--stack", s.stack.name, "--work-dir", str(s.work_dir),
@@ -50,34 +57,68 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 assert same["changes"] == [] and set(same["summary"]) == {"same"} and same["plan_id"]
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # A change of config: its preview names the update and gives a plan id.
+                # A change of config: its preview names the update, and the keys it changes, and gives a plan id.
                 s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE))
                 plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
                 assert plan["plan_id"] != same["plan_id"] and plan["summary"].get("update")
-                assert any(c["op"] == "update" and c["resource"] == "router-machine" for c in plan["changes"]), plan
+                assert {"op": "update", "resource": "router-machine", "type": "pulumi-python:dynamic/fly:Machine",
+                        "changed": ["config"]} in plan["changes"], plan
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # The plan changed since the preview: refused, nothing applied.
-                s.stack.set_config("artifact-slice:execImage",
-                                   auto.ConfigValue("registry.fly.io/artifact-fly-exec:2026.11.2"))
+                # The config changed since the preview: refused, naming the change; nothing applied.
+                s.stack.set_config("artifact-slice:nfsVolumeSizeGb", auto.ConfigValue("7"))
                 refused = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
                                                                          "plan_id": plan["plan_id"]})
                 assert refused.is_error and "changed since preview" in refused.content[0].text
+                assert "config artifact-slice:nfsVolumeSizeGb changed from '1' to '7'" in refused.content[0].text
                 assert not any(c["mutating"] for c in flysim.calls())
 
-                # Preview again and apply that plan.
+                # The code changed since the preview: refused, naming the file.
                 plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
-                applied = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
-                                                                             "plan_id": plan["plan_id"]}))
+                changed = {c["resource"]: c["changed"] for c in plan["changes"] if c["op"] == "update"}
+                assert changed["nfs-volume"] == ["size_gb"] and changed["router-machine"] == ["config"], plan
+                (s.work_dir / "local_patch.py").write_text("PATCHED = True\n")
+                try:
+                    refused = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                             "plan_id": plan["plan_id"]})
+                finally:
+                    (s.work_dir / "local_patch.py").unlink()
+                assert refused.is_error and "code changed: local_patch.py" in refused.content[0].text
+                assert not any(c["mutating"] for c in flysim.calls())
+
+                # Preview again and apply that plan, twice at once (a client that timed out retrying while the
+                # first call runs): one applies, the other hears that it is being applied.
+                plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                answers: list[Any] = []
+
+                async def apply_plan() -> None:
+                    answers.append(await client.call_tool("infra_provision_org", {
+                        "stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]}))
+                async with anyio.create_task_group() as calls:
+                    calls.start_soon(apply_plan)
+                    calls.start_soon(apply_plan)
+                [applied] = [_ok(a) for a in answers if not a.is_error]
+                [joined] = [a.content[0].text for a in answers if a.is_error]
+                assert f"plan {plan['plan_id']} is being applied by an earlier call" in joined
                 assert applied["result"] == "succeeded"
                 # The server reads the manifest again after an applied plan.
                 manifest = _ok(await client.call_tool("infra_manifest", {}))
                 assert manifest["apps"]["router"]["image"] == ROUTER_IMAGE
+                assert manifest["apps"]["nfs"]["volumes"][0]["size_gb"] == 7
 
-                # A plan id is used once.
-                again = await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
-                                                                       "plan_id": plan["plan_id"]})
-                assert again.is_error and "not a preview of stack" in again.content[0].text
+                # A plan id is applied once: the same call again (a client that timed out, retrying) gets the
+                # first call's outcome, and nothing is applied again.
+                flysim.clear_calls()
+                again = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name, "apply": True,
+                                                                           "plan_id": plan["plan_id"]}))
+                assert again == {**applied, "repeated": True}
+                assert flysim.calls() == []
+
+                # Another caller (another server on this backend, here this test) holds the stack: said at once.
+                key = f"controlplane/provision/{env['PULUMI_BACKEND_URL']}/{s.stack.name}"
+                with enginejob.Runner(state_dir=tmp_path / "state").hold(key, title="a test holding the stack"):
+                    busy = await client.call_tool("infra_provision_org", {"stack": s.stack.name})
+                assert busy.is_error and "a test holding the stack" in busy.content[0].text, busy.content[0].text
 
     anyio.run(scenario)
     from fly import FlyClient, FlyConnection
@@ -88,5 +129,51 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
         assert machine.config["image"] == ROUTER_IMAGE
     texts = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "server.log").read_text()
     assert token not in texts and flysim.token not in texts
+
+    # The server killed outright (SIGKILL) in the middle of an apply: the engine is interrupted, no process
+    # of the job outlives it, and the stack is left neither locked nor unconvergeable.
+    s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE.replace("11.2", "11.3")))
+    killed_params = StdioServerParameters(command=sys.executable, cwd=str(REPO), env=env,
+                                          args=[*params.args[:-1], str(tmp_path / "audit-killed.jsonl")])
+
+    running: dict[int, str] = {}
+
+    async def killed_mid_apply() -> None:
+        with (tmp_path / "server-killed.log").open("w") as log:
+            try:
+                async with Client(stdio_client(killed_params, errlog=log)) as client:
+                    plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                    flysim.clear_calls()
+                    async with anyio.create_task_group() as calls:
+                        calls.start_soon(client.call_tool, "infra_provision_org",
+                                         {"stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]})
+                        with anyio.fail_after(120):
+                            while not any(c["mutating"] for c in flysim.calls()):
+                                await anyio.sleep(0.02)
+                        running.update(enginejob.procs.marked(str(tmp_path / "state" / "jobs")))
+                        os.kill(_pid_with(str(tmp_path / "audit-killed.jsonl")), signal.SIGKILL)
+            except Exception:  # noqa: BLE001 - the client's connection dies with its server, as it should
+                pass
+
+    anyio.run(killed_mid_apply)
+    assert len(running) >= 2, running  # the job process and the engine it runs, at least, when it was killed
+    jobs = tmp_path / "state" / "jobs"
+    deadline = time.monotonic() + 120
+    while enginejob.procs.marked(str(jobs)) or any(not d.name.startswith(".") for d in jobs.iterdir()):
+        assert time.monotonic() < deadline, f"engine job processes outlived the server: {enginejob.procs.marked(str(jobs))}"
+        time.sleep(0.1)
+    assert s.up().summary.result == "succeeded"  # not locked; converges from where the interrupted run stopped
     s.destroy()
     s.remove()
+
+
+def _pid_with(marker: str) -> int:
+    """The pid of the process whose command line holds ``marker``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError(f"no process with {marker} in its command line")

@@ -66,8 +66,8 @@ def test_full_slice_lifecycle(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
 
     # The slice as Fly sees it.
     apps = _apps(flysim.state(), prefix)
-    assert set(apps) == {f"{prefix}-{n}" for n in ("nfs", "fly-router", "fly-exec", "worker-pool", "image-basic",
-                                                   "image-coder")}
+    assert set(apps) == {f"{prefix}-{n}" for n in ("nfs", "fly-router", "fly-exec", "worker-pool", "fly-host-basic",
+                                                   "fly-host-coder")}
     for name in (f"{prefix}-nfs", f"{prefix}-fly-router", f"{prefix}-fly-exec"):
         assert [m["state"] for m in _live(apps[name]["machines"])] == ["started"], name
     assert _live(apps[f"{prefix}-worker-pool"]["machines"]) == []
@@ -149,6 +149,10 @@ def test_full_slice_lifecycle(tmp_path: Path, pulumi_bin: Path, flysim) -> None:
     [handover] = list(handover_dir.glob(f"{prefix}-*.json"))
     document = json.loads(handover.read_text())
     assert set(document["live"]) == APP_ROLES and document["live"]["nfs"]["machines"][0]["events"]
+    # Log snapshots read through the logs API: router and exec booted, the NFS self-mount check passed.
+    for role in ("router", "exec"):
+        assert any(" INFO Starting init" in line for line in document["live"][role]["logs"]), role
+    assert any(line.endswith("] self-mount ok") for line in document["live"]["nfs"]["logs"])
     assert "controlPlaneToken" not in document["manifest"] and token_value.value not in handover.read_text()
 
     # Worker machines made outside Pulumi (by fly-exec): phase 6 validation, run by `up`, now fails the
@@ -226,6 +230,6 @@ def test_malformed_image_manifest_fails_naming_the_file(tmp_path: Path, pulumi_b
                        auto.ConfigValue("registry.fly.io/artifact-host-basic:broken-release"))
     with pytest.raises(auto.errors.CommandError) as exc:
         s.up()
-    assert f"release command of app {s.stack.name}-image-basic failed with exit code 3" in str(exc.value)
+    assert f"release command of app {s.stack.name}-fly-host-basic failed with exit code 3" in str(exc.value)
     s.destroy()
     assert _apps(flysim.state(), s.stack.name) == {}

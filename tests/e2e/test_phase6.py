@@ -11,6 +11,7 @@ from pulumi import automation as auto
 from fly import FlyClient, FlyConnection
 
 from .harness import make_stack
+from .userpaths import state_file_text
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +44,8 @@ def test_phase6_passes_on_a_good_slice_and_fails_naming_the_check(tmp_path: Path
     assert not any(c["mutating"] and "-cust-" in c["path"] for c in calls)
     assert [a["name"] for a in flysim.state()["apps"] if "-cust-" in a["name"]] == []
     outputs = {k: v.value for k, v in s.stack.outputs().items()}
+    # Phase 6 keeps the slice's token to check again on refresh: a secret, never plain text in the state.
+    assert outputs["controlPlaneToken"] not in state_file_text(s)
     router_app, exec_app = outputs["apps"]["router"]["name"], outputs["apps"]["exec"]["name"]
     [router_machine] = [m["id"] for m in outputs["apps"]["router"]["machines"]]
     pool = outputs["apps"]["worker_pool"]
@@ -52,10 +55,13 @@ def test_phase6_passes_on_a_good_slice_and_fails_naming_the_check(tmp_path: Path
     assert set(s.up().summary.resource_changes or {}) == {"same"}
     assert flysim.calls() == []
 
-    # Worker machines (made by fly-exec, outside Pulumi): the update fails naming the check.
+    # Worker machines (made by fly-exec, outside Pulumi), and nothing of the stack changed: `up --refresh`
+    # checks again and fails naming the check.
     with _fly(flysim) as fly:
         workers = [fly.create_machine(pool["name"], pool["machine_template"], region="syd") for _ in range(2)]
-    text = _failed_up(s, "artifact-slice:execImage", "registry.fly.io/artifact-fly-exec:2026.11.2")
+    with pytest.raises(auto.errors.CommandError) as failed:
+        s.up(refresh=True)
+    text = str(failed.value)
     assert f"FAIL worker pool {prefix}-worker-pool has no machines: 2 found" in text
     assert "Traceback" not in text and flysim.token not in text
     with _fly(flysim) as fly:
@@ -76,9 +82,9 @@ def test_phase6_passes_on_a_good_slice_and_fails_naming_the_check(tmp_path: Path
 
     # A baseline app gone (deleted outside Pulumi).
     with _fly(flysim) as fly:
-        fly.delete_app(f"{prefix}-image-coder")
+        fly.delete_app(f"{prefix}-fly-host-coder")
     text = _failed_up(s, "artifact-slice:execImage", "registry.fly.io/artifact-fly-exec:2026.11.4")
-    assert f"FAIL app {prefix}-image-coder (image_coder) exists: app {prefix}-image-coder not found" in text
+    assert f"FAIL app {prefix}-fly-host-coder (image_coder) exists: app {prefix}-fly-host-coder not found" in text
 
     s.destroy()
     s.remove()

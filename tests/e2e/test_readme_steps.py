@@ -87,7 +87,7 @@ def test_real_slice_steps_work_as_written(pulumi_bin: Path, tmp_path: Path) -> N
         assert re.search(r"\+ \d+ created", outputs["pulumi up"]), outputs["pulumi up"][-3000:]
         sim = view(flysim, "org1")
         assert set(sim.apps) == {f"org1-{r}" for r in ("nfs", "fly-router", "fly-exec", "worker-pool",
-                                                        "image-basic", "image-coder")}
+                                                        "fly-host-basic", "fly-host-coder")}
         for role in ("nfs", "fly-router", "fly-exec"):
             assert [(m["state"], m["region"]) for m in sim.machines(role)] == [("started", "syd")], role
         assert [(v["name"], v["size_gb"]) for v in sim.volumes()] == [("nfsdata", 10)]

@@ -17,7 +17,7 @@ from .harness import SliceStack, make_stack
 pytestmark = pytest.mark.e2e
 
 SLICES = 4
-ROLES = ("nfs", "fly-router", "fly-exec", "worker-pool", "image-basic", "image-coder")
+ROLES = ("nfs", "fly-router", "fly-exec", "worker-pool", "fly-host-basic", "fly-host-coder")
 
 
 def _run_all(stacks: list[SliceStack], operation: str) -> dict[str, str]:

@@ -39,6 +39,8 @@ class Plan:
     summary: dict[str, int]
     messages: list[str]
     stdout: str
+    # The keys each changed resource's step changes, as the engine reports them (from the provider's diff).
+    keys: dict[str, list[str]] = field(default_factory=dict)
 
     def changes(self) -> dict[str, str]:
         return {name: op for name, op in sorted(self.steps.items()) if op != "same"}
@@ -49,6 +51,7 @@ class Plan:
 
 def plan_from_events(events: list[auto.EngineEvent], summary: dict[str, int], stdout: str) -> Plan:
     steps: dict[str, str] = {}
+    keys: dict[str, list[str]] = {}
     messages: list[str] = []
     for event in events:
         if event.resource_pre_event is not None:
@@ -58,10 +61,12 @@ def plan_from_events(events: list[auto.EngineEvent], summary: dict[str, int], st
             if meta.type == "pulumi:pulumi:Stack" or meta.type.startswith("pulumi:providers:"):
                 continue  # the engine's own plumbing, not a part of the slice
             steps[name] = "replace" if op in _REPLACE_OPS or steps.get(name) == "replace" else op
+            if meta.diffs:
+                keys[name] = sorted(set(keys.get(name, [])) | set(meta.diffs))
         elif event.diagnostic_event is not None:
             diag = event.diagnostic_event
             messages.append(f"{diag.severity}: {diag.message.strip()}")
-    return Plan(steps=steps, summary=dict(summary), messages=messages, stdout=stdout)
+    return Plan(steps=steps, summary=dict(summary), messages=messages, stdout=stdout, keys=keys)
 
 
 def preview(s: SliceStack) -> Plan:

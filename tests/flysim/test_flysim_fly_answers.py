@@ -192,6 +192,24 @@ def test_graphql_secrets_share_state_with_rest(client: httpx.Client, app_name: s
     assert "invalid secret name" in bad["errors"][0]["message"]
 
 
+# fly-go's own documents (superfly/fly-go resource_secrets.go, SetSecrets and UnsetSecrets; flyctl's
+# gql/genqclient.graphql SetSecrets asks the same): the release's user and evaluationId are asked for; a
+# schema without them refused the whole mutation and set nothing.
+FLY_GO_RELEASE = "release { id version reason description user { id email name } evaluationId createdAt }"
+FLY_GO_SET = "mutation($input: SetSecretsInput!) { setSecrets(input: $input) { %s } }" % FLY_GO_RELEASE
+FLY_GO_UNSET = "mutation($input: UnsetSecretsInput!) { unsetSecrets(input: $input) { %s } }" % FLY_GO_RELEASE
+
+
+def test_graphql_secrets_answer_fly_gos_documents(client: httpx.Client, app_name: str) -> None:
+    assert validate(FLYCTL_SCHEMA, parse(FLY_GO_SET)) == [] and validate(FLYCTL_SCHEMA, parse(FLY_GO_UNSET)) == []
+    out = gql(client, FLY_GO_SET, input={"appId": app_name, "secrets": [{"key": "A", "value": "1"}]})
+    assert out == {"data": {"setSecrets": {"release": None}}}
+    assert [s["name"] for s in client.get(f"/v1/apps/{app_name}/secrets").json()["secrets"]] == ["A"]
+    out = gql(client, FLY_GO_UNSET, input={"appId": app_name, "keys": ["A"]})
+    assert out == {"data": {"unsetSecrets": {"release": None}}}
+    assert client.get(f"/v1/apps/{app_name}/secrets").json()["secrets"] == []
+
+
 def test_graphql_app_operations_respect_token_scope(fly: FlysimServer, client: httpx.Client, app_name: str) -> None:
     from flysim_helpers import org_token
 
