@@ -19,7 +19,7 @@ from .target import Target
 PLAN_TTL_SECONDS = 15 * 60
 RESULT_TTL_SECONDS = 24 * 3600  # a finished job's page (it holds no credential)
 Kind = Literal["deploy", "teardown"]
-State = Literal["planned", "running", "succeeded", "failed"]
+State = Literal["planned", "running", "succeeded", "failed", "cancelled"]
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Job:
     steps: list[Step] = field(default_factory=list)
     result: SetupResult | None = None
     left_behind: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what cleaning the form removed, in words (shown with the plan)
     created: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Event streams waiting for the next step: woken from the job's thread, on their own loop.
@@ -41,7 +42,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state in ("succeeded", "failed", "cancelled")
 
     def lines(self) -> list[Step]:
         """What the page shows: one line per key (its latest step), in the order keys first appeared."""
@@ -100,6 +101,12 @@ class Jobs:
         with self._lock:
             self._expire()
             return self._jobs.get(job_id)
+
+    def running(self, prefix: str) -> Job | None:
+        """This server's running job of ``prefix``, if any (so "already running" can lead to it)."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.state == "running" and j.settings.prefix == prefix),
+                        None)
 
     def _expire(self) -> None:
         now = time.monotonic()
