@@ -14,7 +14,12 @@ from .target import Target
 
 
 class AccountError(Exception):
-    """The token can't do what the deploy needs; the message says what and how to fix it."""
+    """The token can't do what the deploy needs; the message says what and how to fix it, and ``field``
+    names the form field the fix is in (the wizard marks that one)."""
+
+    def __init__(self, message: str, field: str = "fly_token") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,28 @@ def check_account(target: Target, token: str, settings: DeploySettings) -> Accou
                     raise
                 org = None
             if org is None:
-                raise AccountError(f"organization {settings.org!r} is not visible to this token on {where}; use the "
-                                   "slug `fly orgs list` shows, or a token of that org")
+                # Fly answers "not found" alike for an org that doesn't exist, another org's, and one a
+                # deploy token (limited to its app) can't see: the likeliest first, then the others.
+                raise AccountError(
+                    f"This token can't see the organization {settings.org!r} on {where}. A deploy token is "
+                    f"limited to one app and can't create apps: use an org token (Fly dashboard: Tokens, create "
+                    f"an org token for {settings.org!r}; or `fly tokens create org -o {settings.org}`). Or "
+                    "correct the organization: its slug as the Fly dashboard shows it (e.g. personal)")
             try:
                 # Listing the org's apps needs org-level access, the access creating apps needs; a
                 # token limited to one app (a deploy token) is refused here, before anything is made.
                 apps = {a.name: a for a in client.list_apps(org.slug)}
             except FlyForbidden:
                 raise AccountError(
-                    f"this token can't create apps in {org.slug!r} (it is limited to less than the org); create "
-                    f"an org token: `fly tokens create org -o {org.slug}`") from None
+                    f"This token can't create apps in {org.slug!r}: it is limited to less than the organization "
+                    f"(a deploy token is limited to one app). Use an org token (Fly dashboard: Tokens, create an "
+                    f"org token for {org.slug!r}; or `fly tokens create org -o {org.slug}`)") from None
             existing = [name for name in (settings.relay_app, settings.vm_app) if name in apps]
             for name in (settings.relay_app, settings.vm_app):
                 if name not in apps and client.find_app(name) is not None:
-                    raise AccountError(f"app name {name!r} is taken by another organization; choose another prefix")
+                    raise AccountError(f"The prefix {settings.prefix!r} makes the app name {name!r}, which another "
+                                       "organization already has (app names are global on Fly): choose another "
+                                       "prefix", field="prefix")
             return Account(org_slug=org.slug, org_name=org.name or org.slug, can_create_apps=True,
                            existing_apps=existing)
     except AccountError:

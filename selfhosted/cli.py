@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from fly.regions import REGIONS
 
 from .progress import Step
-from .settings import CHANNELS, DEFAULT_VM_SIZE, VM_SIZES, SettingsError, parse, parse_settings
+from .settings import CHANNELS, DEFAULT_VM_SIZE, VM_SIZES, SettingsError, parse_form, parse_settings, parse_teardown
 from .target import EmbeddedFlysim, Target, fly_target, flysim_target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,9 +202,12 @@ def cmd_setup(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out: T
         for name in CHANNEL_SECRETS.get(args.channel, []):
             credentials_in[name] = _secret(name, env, interactive)
         try:
-            settings, credentials = parse(settings_in, credentials_in)
+            parsed = parse_form(settings_in, credentials_in)
         except SettingsError as exc:
             raise UsageError(_explain(exc)) from None
+        settings, credentials = parsed.settings, parsed.credentials
+        for note in parsed.notes:  # what cleaning a pasted value removed
+            print(note, file=out)
         show = _printer(out)
         runner = _runner(out)
         key = prefix_key(target, settings.prefix)
@@ -272,8 +275,11 @@ def cmd_teardown(args: argparse.Namespace, env: dict[str, str], inp: TextIO, out
                         f"{settings.org} on {target.name}?", inp, out):
                 print("nothing removed", file=out)
                 return 1
-        token = rehearsal_token or _secret("fly_token", env, interactive)
-        assert token is not None
+        try:  # cleaned as a deploy's is (a pasted token may bring invisible characters)
+            settings, token = parse_teardown({"prefix": args.prefix, "org": args.org},
+                                             rehearsal_token or _secret("fly_token", env, interactive))
+        except SettingsError as exc:
+            raise UsageError(_explain(exc)) from None
         try:
             job = start_teardown(runner, target, settings, token, _printer(out))
         except enginejob.Busy as exc:

@@ -20,7 +20,7 @@ from .target import Target
 PLAN_TTL_SECONDS = 15 * 60
 RESULT_TTL_SECONDS = 24 * 3600  # a finished job's page (it holds no credential)
 Kind = Literal["deploy", "teardown"]
-State = Literal["planned", "running", "succeeded", "failed"]
+State = Literal["planned", "running", "succeeded", "failed", "cancelled"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Job:
     result: SetupResult | None = None
     left_behind: list[str] = field(default_factory=list)
     process: Any = None  # the enginejob.Job running it (its own process, holding the prefix's lock)
+    notes: list[str] = field(default_factory=list)  # what cleaning the form removed, in words (shown with the plan)
     created: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Event streams waiting for the next step: woken from the job's thread, on their own loop.
@@ -43,7 +44,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state in ("succeeded", "failed", "cancelled")
 
     def lines(self) -> list[Step]:
         """What the page shows: one line per key (its latest step), in the order keys first appeared."""
@@ -103,7 +104,13 @@ class Jobs:
             self._expire()
             return self._jobs.get(job_id)
 
-    def running(self) -> list[Job]:
+    def running(self, prefix: str) -> Job | None:
+        """This server's running job of ``prefix``, if any (so "already running" can lead to it)."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.state == "running" and j.settings.prefix == prefix),
+                        None)
+
+    def all_running(self) -> list[Job]:
         with self._lock:
             return [job for job in self._jobs.values() if job.state == "running"]
 

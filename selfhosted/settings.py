@@ -7,7 +7,8 @@ field, the CLI prints it)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -37,7 +38,13 @@ DEFAULT_VM_SIZE = "shared-cpu-2x"
 
 Channel = Literal["whatsapp", "discord", "telegram"]
 CHANNELS: dict[str, str] = {"whatsapp": "WhatsApp (Twilio)", "discord": "Discord", "telegram": "Telegram"}
-_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$")
+# Written so that, without ^ and $, they are also valid HTML `pattern`s (JavaScript's `v` flag wants a
+# class's hyphen escaped): the wizard's inputs mirror these very checks (``html_pattern``).
+PREFIX_MAX = 30
+PREFIX_RULE = (f"use 2-{PREFIX_MAX} lowercase letters, digits and hyphens, starting with a letter and not ending "
+               "with a hyphen (e.g. alice-bot)")
+_PREFIX = re.compile(rf"^(?!.*--)[a-z][a-z0-9\-]{{0,{PREFIX_MAX - 2}}}[a-z0-9]$")
+_ORG = re.compile(r"^[a-z0-9][a-z0-9\-]{0,62}$")
 _IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$")
 _TWILIO_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -71,17 +78,16 @@ class DeploySettings(BaseModel):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not _PREFIX.match(value):
-            raise ValueError(f"{value!r} can't prefix Fly app names: use 2-30 lowercase letters, digits and "
-                             "hyphens, starting with a letter and not ending with a hyphen (e.g. alice-bot)")
         if "--" in value:
             raise ValueError(f"{value!r} has two hyphens in a row; use single hyphens (e.g. alice-bot)")
+        if not _PREFIX.match(value):
+            raise ValueError(f"{value!r} can't prefix Fly app names: {PREFIX_RULE}")
         return value
 
     @field_validator("org")
     @classmethod
     def _org(cls, value: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", value):
+        if not _ORG.match(value):
             raise ValueError(f"{value!r} is not an organization slug: use the slug `fly orgs list` shows "
                              "(lowercase letters, digits and hyphens, e.g. personal)")
         return value
@@ -221,8 +227,153 @@ def field_bounds(field: str) -> str:
     return f"{lo} and {hi}"
 
 
-def parse(settings: dict[str, object], credentials: dict[str, object]) -> tuple[DeploySettings, Credentials]:
-    """Both models at once, so the user sees every problem in one go. Never echoes a credential."""
+@dataclass(frozen=True)
+class FieldRule:
+    """What one field may hold, said once: the server checks it, and the wizard's inputs mirror it
+    (``maxlength``, ``pattern``) so a phone shows a bad value before it is sent."""
+
+    label: str
+    max_length: int
+    pattern: re.Pattern[str] | None = None
+    secret: bool = False
+    rule: str = ""  # the rule in words, for a value too long to show
+
+    @property
+    def html_pattern(self) -> str | None:
+        return self.pattern.pattern.removeprefix("^").removesuffix("$") if self.pattern else None
+
+
+def _upper_bound(name: str) -> int:
+    return next(item.le for item in DeploySettings.model_fields[name].metadata if hasattr(item, "le"))
+
+
+# Secrets get room far beyond any real one (an Anthropic key is about 110 characters, a Fly token a few
+# KB: a macaroon, or several joined by commas), so a browser's maxlength never cuts a paste short.
+FIELDS: dict[str, FieldRule] = {
+    "prefix": FieldRule("Name prefix", PREFIX_MAX, _PREFIX, rule=PREFIX_RULE),
+    "org": FieldRule("Organization", 63, _ORG, rule="use the slug `fly orgs list` shows (e.g. personal)"),
+    "region": FieldRule("Region", 8),
+    "channel": FieldRule("Channel", 16),
+    "vm_size": FieldRule("Agent VM size", 32),
+    "volume_size_gb": FieldRule("Agent VM volume (GB)", len(str(_upper_bound("volume_size_gb"))),
+                                re.compile(r"^[0-9]+$"),
+                                rule=f"a whole number of GB, between {field_bounds('volume_size_gb')}"),
+    "relay_image": FieldRule("Relay image", 512),
+    "vm_image": FieldRule("Agent VM image", 512),
+    "twilio_whatsapp_number": FieldRule("Twilio WhatsApp number", 16, _PHONE, rule="e.g. +14155238886"),
+    "fly_token": FieldRule("Fly API token", 16384, secret=True),
+    "anthropic_api_key": FieldRule("Anthropic API key", 4096, secret=True),
+    "twilio_account_sid": FieldRule("Twilio Account SID", 4096, secret=True),
+    "twilio_auth_token": FieldRule("Twilio Auth Token", 4096, secret=True),
+    "discord_bot_token": FieldRule("Discord bot token", 4096, secret=True),
+    "telegram_bot_token": FieldRule("Telegram bot token", 4096, secret=True),
+}
+SECRET_FIELDS = tuple(name for name, rule in FIELDS.items() if rule.secret)
+# A whole form stays far below this; anything bigger is a paste gone wrong, refused before it is parsed.
+MAX_FORM_BYTES = 64 * 1024
+
+# Characters a phone's paste or keyboard brings that nobody sees: spaces of every kind, line breaks and
+# other control characters, and Unicode's format characters (zero-width space, joiners, BOM, marks).
+_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+
+
+def _invisible(char: str) -> bool:
+    return unicodedata.category(char) in _INVISIBLE
+
+
+def describe(char: str) -> str:
+    """A character in words: U+200B ZERO WIDTH SPACE."""
+    fallback = {"\t": "TAB", "\r": "CARRIAGE RETURN", "\n": "LINE FEED"}.get(char, "CONTROL CHARACTER")
+    return f"U+{ord(char):04X} {unicodedata.name(char, fallback)}"
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    value: str
+    note: str | None = None  # what was removed, in words (shown with the plan)
+    problem: str | None = None  # why the value is refused, in words (beside the field)
+
+
+def clean(name: str, value: str) -> Cleaned:
+    """One field's value as a phone pastes it, made safe or refused in words (never echoing it):
+
+    - invisible characters at either end (a newline, a BOM, a no-break space) are dropped: nobody means them;
+    - in a secret, format characters anywhere (a zero-width space a phone pasted) are dropped, with a note:
+      no token, key or SID has one; any other character that is not printable ASCII (a line break inside,
+      a no-break space, a curly quote) is refused (a Fly token may hold one space: ``FlyV1 fm2_...``);
+    - in a plain field, an invisible character inside is refused with its position (the field is visible);
+    - a value longer than its field allows is refused by its length alone, never shown back.
+    """
+    rule = FIELDS.get(name)
+    start, end = 0, len(value)
+    while start < end and _invisible(value[start]):
+        start += 1
+    while end > start and _invisible(value[end - 1]):
+        end -= 1
+    value = value[start:end]
+    if rule and len(value) > rule.max_length:
+        return Cleaned("", problem=f"is {len(value):,} characters long; at most {rule.max_length:,} fit"
+                       + (f": {rule.rule}" if rule.rule else ": check what was pasted"))
+    note = None
+    if rule and rule.secret:
+        removed = [c for c in value if unicodedata.category(c) == "Cf"]
+        if removed:
+            value = "".join(c for c in value if unicodedata.category(c) != "Cf")
+            kinds = ", ".join(dict.fromkeys(describe(c) for c in removed))
+            many = f"{len(removed)} invisible characters" if len(removed) > 1 else "an invisible character"
+            note = f"The {rule.label} held {many} ({kinds}), as a phone's paste can add; removed."
+        for char in value:
+            if char in "\r\n":
+                return Cleaned("", problem="contains a line break: paste it again as one line")
+            if char == " " and name == "fly_token":
+                continue  # "FlyV1 fm2_..." (the scheme, then the token)
+            if not "!" <= char <= "~":
+                what = "an invisible character" if _invisible(char) else "a character"
+                return Cleaned("", problem=f"contains {what} ({describe(char)}) that no {rule.label} has: paste "
+                                           "it again, copied afresh from where it was made")
+    else:
+        for position, char in enumerate(value, 1):
+            if char in "\r\n":
+                return Cleaned("", problem="contains a line break: type it on one line")
+            if _invisible(char) and char != " ":
+                return Cleaned("", problem=f"contains an invisible character ({describe(char)}) at character "
+                                           f"{position}: delete it, or type the value again")
+    return Cleaned(value, note)
+
+
+def _clean_all(values: dict[str, object], problems: dict[str, str], notes: list[str]) -> dict[str, object]:
+    """The values cleaned; a refused one is left out (its problem said once, not again as "required")."""
+    out: dict[str, object] = {}
+    for name, value in values.items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            out[name] = value
+            continue
+        cleaned = clean(name, value)
+        if cleaned.problem:
+            problems[name] = cleaned.problem
+            continue
+        if cleaned.note:
+            notes.append(cleaned.note)
+        out[name] = cleaned.value
+    return out
+
+
+@dataclass(frozen=True)
+class ParsedForm:
+    settings: DeploySettings
+    credentials: Credentials
+    notes: list[str] = field(default_factory=list)  # what cleaning removed, in words
+
+
+def parse_form(settings: dict[str, object], credentials: dict[str, object]) -> ParsedForm:
+    """Both models at once, so the user sees every problem in one go. Never echoes a credential.
+    An empty plain setting means its default."""
+    cleaning: dict[str, str] = {}
+    notes: list[str] = []
+    settings = {k: v for k, v in _clean_all(settings, cleaning, notes).items() if v != ""}
+    credentials = _clean_all(credentials, cleaning, notes)
     problems: dict[str, str] = {}
     parsed_settings = parsed_credentials = None
     try:
@@ -234,13 +385,42 @@ def parse(settings: dict[str, object], credentials: dict[str, object]) -> tuple[
             {**credentials, "channel": settings.get("channel", "whatsapp")})
     except ValidationError as exc:
         problems.update({k: v for k, v in _problems(exc).items() if k != "channel"})
+    problems.update(cleaning)  # the cleaning's words, not "is required" for the value it refused
     if problems or parsed_settings is None or parsed_credentials is None:
         raise SettingsError(problems)
-    return parsed_settings, parsed_credentials
+    return ParsedForm(parsed_settings, parsed_credentials, notes)
+
+
+def parse(settings: dict[str, object], credentials: dict[str, object]) -> tuple[DeploySettings, Credentials]:
+    parsed = parse_form(settings, credentials)
+    return parsed.settings, parsed.credentials
 
 
 def parse_settings(settings: dict[str, object]) -> DeploySettings:
+    cleaning: dict[str, str] = {}
+    settings = {k: v for k, v in _clean_all(settings, cleaning, []).items() if v != ""}
     try:
-        return DeploySettings.model_validate(settings)
+        parsed = DeploySettings.model_validate(settings)
     except ValidationError as exc:
-        raise SettingsError(_problems(exc)) from None
+        raise SettingsError({**_problems(exc), **cleaning}) from None
+    if cleaning:
+        raise SettingsError(cleaning)
+    return parsed
+
+
+def parse_teardown(settings: dict[str, object], token: str | None) -> tuple[DeploySettings, str]:
+    """A teardown's prefix and org, and its Fly token cleaned like a deploy's."""
+    problems: dict[str, str] = {}
+    parsed = None
+    try:
+        parsed = parse_settings(settings)
+    except SettingsError as exc:
+        problems.update(exc.problems)
+    cleaned = clean("fly_token", token or "")
+    if cleaned.problem:
+        problems["fly_token"] = cleaned.problem
+    elif not cleaned.value:
+        problems["fly_token"] = "is required (the token is never kept after a job)"
+    if problems or parsed is None:
+        raise SettingsError(problems)
+    return parsed, cleaned.value

@@ -4,6 +4,7 @@ tests/pgserver.py, on a real server) give a role with the least rights that work
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,11 +48,17 @@ def test_pulumi_by_hand_and_the_holders_query_of_the_page(team_backend: TeamBack
     env.update({"PATH": f"{pulumi_bin}{os.pathsep}{env.get('PATH', '')}", "PULUMI_HOME": str(tmp_path / "home"),
                 "PULUMI_SKIP_UPDATE_CHECK": "true"})
     login = subprocess.run(["pulumi", "login", f"postgres://{ROLE}@127.0.0.1:{team_backend.server.port}/pulumi"],
-                           env=env, capture_output=True, text=True, timeout=60)
+                           env=env, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
     assert login.returncode == 0, login.stderr
-    listed = subprocess.run(["pulumi", "stack", "ls", "--all", "--json"], env=env, capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+    # A project's stacks, as a user lists them by hand. Not `--all`: the CLI's postgres driver deadlocks listing
+    # every stack of a backend that holds a few dozen (docs/team-backend.md, "Known problems"), as this session's
+    # backend does after the e2e tests.
+    (tmp_path / "Pulumi.yaml").write_text("name: by-hand\nruntime: python\n")
+    listed = subprocess.run(["pulumi", "stack", "ls", "--json"], env=env, capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)  # never waits on a prompt
     assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
 
     # While an entry point holds a stack, the page's query names it.
     [query] = [line.strip() for line in DOC.read_text().splitlines() if line.startswith("    psql -c ")]

@@ -30,8 +30,9 @@ def test_existing_apps_of_the_plan_are_reported(flysim: FlysimServer) -> None:
 def test_an_app_name_taken_in_another_org_is_refused(flysim: FlysimServer) -> None:
     with flysim.client() as http:
         http.post("/v1/apps", json={"app_name": "alice-vm", "org_slug": "other-org"}).raise_for_status()
-    with pytest.raises(AccountError, match="'alice-vm' is taken by another organization; choose another prefix"):
+    with pytest.raises(AccountError, match="app name 'alice-vm', which another organization already has") as exc:
         check_account(flysim_target(flysim.url), flysim.token, parse_settings({"prefix": "alice"}))
+    assert exc.value.field == "prefix"  # the wizard marks the prefix, not the token
 
 
 def test_a_wrong_token_is_refused_without_echoing_it(flysim: FlysimServer) -> None:
@@ -43,7 +44,7 @@ def test_a_wrong_token_is_refused_without_echoing_it(flysim: FlysimServer) -> No
 
 
 def test_an_unknown_org_is_named(flysim: FlysimServer) -> None:
-    with pytest.raises(AccountError, match="organization 'nope' is not visible to this token"):
+    with pytest.raises(AccountError, match="This token can't see the organization 'nope'.*Or correct the organization"):
         check_account(flysim_target(flysim.url), flysim.token, parse_settings({"prefix": "alice", "org": "nope"}))
 
 
@@ -53,8 +54,9 @@ def test_a_token_limited_to_one_app_cannot_create_apps(flysim: FlysimServer) -> 
         app_token = http.post("/v1/apps/someapp/deploy_token", json={}).json()["token"]
     with pytest.raises(AccountError) as exc:
         check_account(flysim_target(flysim.url), app_token, parse_settings({"prefix": "alice"}))
-    assert "can't create apps" in str(exc.value) or "not visible to this token" in str(exc.value)
-    assert "fly tokens create org" in str(exc.value) or "fly orgs list" in str(exc.value)
+    # Fly shows a deploy token no org: the message says what such a token is and what to use instead.
+    assert "A deploy token is limited to one app and can't create apps: use an org token" in str(exc.value)
+    assert "Fly dashboard: Tokens" in str(exc.value) and exc.value.field == "fly_token"
 
 
 def test_an_unreachable_api_is_said_in_words() -> None:

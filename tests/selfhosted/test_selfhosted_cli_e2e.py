@@ -48,14 +48,18 @@ def test_setup_then_teardown_on_flysim(flysim: FlysimServer, engine: Path, tmp_p
     assert {"erin-relay", "erin-vm"} <= apps
 
     # A second setup of the same prefix (no state of the first): refused before anything is made.
-    again = _run(["setup", "--prefix", "erin", *where, "--yes"], env, tmp)
+    # (Its token pasted with a zero-width space: cleaned as the wizard cleans it, and said.)
+    token = flysim.token
+    pasted = {**env, "FLY_API_TOKEN": token[:6] + "\u200b" + token[6:] + "\r\n"}
+    again = _run(["setup", "--prefix", "erin", *where, "--yes"], pasted, tmp)
     assert again.returncode == 1 and "already exist in 'personal': tear them down first" in again.stdout
+    assert "The Fly API token held an invisible character (U+200B ZERO WIDTH SPACE)" in again.stdout
 
     # Teardown needs a confirmation: refused without a terminal, done with --yes.
     refused = _run(["teardown", "--prefix", "erin", *where], env, tmp)
     assert refused.returncode == 2 and "confirm with --yes" in refused.stderr
     assert {"erin-relay", "erin-vm"} <= {a["name"] for a in flysim.state()["apps"]}
-    down = _run(["teardown", "--prefix", "erin", *where, "--yes"], env, tmp)
+    down = _run(["teardown", "--prefix", "erin", *where, "--yes"], pasted, tmp)
     assert down.returncode == 0, down.stdout + down.stderr
     assert down.stdout.index("removing erin-vm") < down.stdout.index("removing erin-relay")
     assert "nothing of 'erin' is left on flysim" in down.stdout

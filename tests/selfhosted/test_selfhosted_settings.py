@@ -3,9 +3,11 @@ never echoing a credential."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from selfhosted.settings import SettingsError, parse, parse_settings
+from selfhosted.settings import FIELDS, SettingsError, describe, parse, parse_form, parse_settings, parse_teardown
 
 GOOD_CREDS = {"fly_token": "fo1_" + "t" * 40, "anthropic_api_key": "sk-ant-" + "k" * 40,
               "twilio_account_sid": "AC" + "0123456789abcdef" * 2, "twilio_auth_token": "secret-auth-token-value",
@@ -75,3 +77,79 @@ def test_credentials_never_show_in_repr() -> None:
     assert credentials.relay_secrets() == {"TWILIO_ACCOUNT_SID": GOOD_CREDS["twilio_account_sid"],
                                            "TWILIO_AUTH_TOKEN": GOOD_CREDS["twilio_auth_token"]}
     assert credentials.vm_secrets() == {"ANTHROPIC_API_KEY": GOOD_CREDS["anthropic_api_key"]}
+
+
+# -- what a phone pastes: cleaned once here, so the wizard and the CLI both get it ----------------------
+
+@pytest.mark.parametrize("dirt", ["\u200b", "\ufeff", "\u00a0", "\r\n", "\n", "\t", " \u2060"])
+def test_invisible_characters_at_the_ends_are_dropped(dirt: str) -> None:
+    creds = {k: dirt + v + dirt for k, v in GOOD_CREDS.items()}
+    settings, credentials = parse({"prefix": dirt + "alice" + dirt, "org": "personal" + dirt}, creds)
+    assert (settings.prefix, settings.org) == ("alice", "personal")
+    assert credentials.token == GOOD_CREDS["fly_token"]
+    assert credentials.relay_secrets()["TWILIO_ACCOUNT_SID"] == GOOD_CREDS["twilio_account_sid"]
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\ufeff", "\u200d", "\u00ad"])
+def test_a_zero_width_character_inside_a_token_is_dropped_and_said(char: str) -> None:
+    token = GOOD_CREDS["fly_token"]
+    parsed = parse_form({"prefix": "alice"}, {**GOOD_CREDS, "fly_token": token[:10] + char + token[10:]})
+    assert parsed.credentials.token == token
+    assert parsed.notes == [f"The Fly API token held an invisible character ({describe(char)}), as a phone's paste "
+                            "can add; removed."]
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("fly_token", "fo1_abc\r\ndef-0123456789", "contains a line break: paste it again as one line"),
+    ("fly_token", "fo1_abc\u00a0def-0123456789", "contains an invisible character (U+00A0 NO-BREAK SPACE) that no "
+                                                  "Fly API token has"),
+    ("anthropic_api_key", "sk-ant-\u201ckey\u201d-0123456789abcdef", "contains a character (U+201C LEFT DOUBLE "
+                                                                     "QUOTATION MARK) that no Anthropic API key has"),
+    ("twilio_auth_token", "abc\tdef", "(U+0009 TAB)"),
+    ("prefix", "ali\u200bce", "contains an invisible character (U+200B ZERO WIDTH SPACE) at character 4"),
+    ("org", "per\u00a0sonal", "(U+00A0 NO-BREAK SPACE) at character 4"),
+])
+def test_other_characters_are_refused_in_words_naming_them(field: str, value: str, words: str) -> None:
+    settings = {"prefix": "alice"} | ({field: value} if field in ("prefix", "org") else {})
+    creds = GOOD_CREDS | ({field: value} if field not in ("prefix", "org") else {})
+    with pytest.raises(SettingsError) as exc:
+        parse(settings, creds)
+    assert set(exc.value.problems) == {field}  # said once: not also "is required" for the value refused
+    assert words in exc.value.problems[field]
+    assert value not in str(exc.value)
+
+
+def test_a_fly_token_keeps_the_space_after_its_scheme() -> None:
+    _, credentials = parse({"prefix": "alice"}, {**GOOD_CREDS, "fly_token": "FlyV1 fm2_abc,fm2_def"})
+    assert credentials.token == "FlyV1 fm2_abc,fm2_def"
+
+
+@pytest.mark.parametrize("field", ["prefix", "org", "region", "fly_token", "anthropic_api_key"])
+def test_an_oversized_value_is_refused_by_its_length_and_never_echoed(field: str) -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(SettingsError) as exc:
+        if field in ("fly_token", "anthropic_api_key"):
+            parse({"prefix": "alice"}, {**GOOD_CREDS, field: huge})
+        else:
+            parse({"prefix": "alice", field: huge}, GOOD_CREDS)
+    assert exc.value.problems[field].startswith(f"is 1,000,000 characters long; at most {FIELDS[field].max_length:,}")
+    assert "x" * 100 not in str(exc.value)
+
+
+def test_teardown_cleans_its_token_the_same_way() -> None:
+    settings, token = parse_teardown({"prefix": "alice\n", "org": ""}, "\ufefffo1_abc\u200bdef\r\n")
+    assert (settings.prefix, settings.org, token) == ("alice", "personal", "fo1_abcdef")
+    with pytest.raises(SettingsError) as exc:
+        parse_teardown({"prefix": "alice"}, "fo1_abc\u00e9")
+    assert "contains a character (U+00E9 LATIN SMALL LETTER E WITH ACUTE)" in exc.value.problems["fly_token"]
+
+
+def test_the_forms_patterns_are_the_servers_checks() -> None:
+    """The wizard's inputs carry these as `pattern` (JavaScript anchors them itself)."""
+    prefix = re.compile(f"^(?:{FIELDS['prefix'].html_pattern})$")
+    for good in ("al", "alice-bot", "a" * 30):
+        assert prefix.match(good) and parse_settings({"prefix": good})
+    for bad in ("Alice", "al--ice", "alice-", "a" * 31, "1alice"):
+        assert not prefix.match(bad)
+        with pytest.raises(SettingsError):
+            parse_settings({"prefix": bad})

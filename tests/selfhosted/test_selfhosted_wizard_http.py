@@ -11,9 +11,11 @@ import pytest
 
 from flysim.testing import FlysimServer
 
+from selfhosted.settings import FIELDS, SECRET_FIELDS
 from selfhosted_helpers import WizardServer, secret_values
 
 pytestmark = pytest.mark.e2e
+JSON = {"Accept": "application/json"}  # how the page's own script sends its forms
 
 
 def _form(flysim: FlysimServer, creds: dict[str, str], prefix: str) -> dict[str, str]:
@@ -46,9 +48,11 @@ def test_one_deploy_per_prefix_and_the_event_stream(wizard: WizardServer, flysim
         assert started.status_code == 303 and started.headers["location"] == f"/jobs/{first}"
 
         again = http.post(f"/jobs/{second}/deploy")
-        assert again.status_code == 409 and "a deploy of &#39;busy&#39; is already running" in again.text
+        assert again.status_code == 409 and "A deploy of &#39;busy&#39; is already running" in again.text
+        assert f'href="/jobs/{first}"' in again.text  # "already running" leads to the running job
         replan = http.post("/plan", data=_form(flysim, creds, "busy"))
         assert replan.status_code == 409 and "already running" in replan.text
+        assert f'href="/jobs/{first}"' in replan.text
         teardown = http.post("/teardown", data={"prefix": "busy", "org": "personal", "fly_token": flysim.token,
                                                 "confirm": "yes"})
         assert teardown.status_code == 409
@@ -70,6 +74,9 @@ def test_one_deploy_per_prefix_and_the_event_stream(wizard: WizardServer, flysim
         page = http.get(f"/jobs/{first}")
         assert page.headers["cache-control"] == "no-store"
         assert 'id="result-failed"' in page.text
+        # After the failure nothing shows as still running; the way on is in words, on the page.
+        assert 'class="st-running"' not in page.text and 'class="st-stopped"' in page.text
+        assert 'id="what-now"' in page.text and "<title>Not deployed: busy · Self-hosted deploy</title>" in page.text
         assert not [name for name, value in values.items() if value in page.text]
         # Once the first is done, the prefix is free again.
         assert http.post("/plan", data=_form(flysim, creds, "busy")).status_code == 200
@@ -112,3 +119,141 @@ def test_two_users_deploy_at_once(wizard: WizardServer, flysim: FlysimServer, cr
             assert json.loads(body.rstrip().rsplit("data: ", 1)[1])["state"] == "succeeded", body[-2000:]
     names = {a["name"] for a in flysim.state()["apps"]}
     assert {"par-a-relay", "par-a-vm", "par-b-relay", "par-b-vm"} <= names
+
+
+def _leaks(values: dict[str, str], *answers: httpx.Response) -> list[str]:
+    return [name for name, value in values.items() for answer in answers if value in answer.text]
+
+
+def test_pasted_invisible_characters_are_cleaned_or_refused_in_words(wizard: WizardServer, flysim: FlysimServer,
+                                                                    creds: dict[str, str]) -> None:
+    token = flysim.token
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        # A BOM before, a zero-width space inside, a CRLF after: cleaned, and said with the plan.
+        pasted = _form(flysim, creds, "zw") | {"fly_token": "\ufeff" + token[:6] + "\u200b" + token[6:] + "\r\n"}
+        answer = http.post("/plan", data=pasted, headers=JSON)
+        assert answer.status_code == 200 and answer.json()["next"].endswith("/plan")
+        plan_page = http.get(answer.json()["next"])
+        assert "The Fly API token held an invisible character (U+200B ZERO WIDTH SPACE)" in plan_page.text
+        assert 'id="token-ok"' in plan_page.text and "<title>Plan for zw · Self-hosted deploy</title>" in plan_page.text
+
+        # A line break inside: refused beside the token before any call (not "flysim can't be reached").
+        calls = len(flysim.calls())
+        broken = pasted | {"fly_token": token[:6] + "\r\n" + token[6:]}
+        refused = http.post("/plan", data=broken, headers=JSON)
+        assert refused.status_code == 422
+        assert refused.json()["errors"] == {"fly_token": "Fly API token contains a line break: paste it again as one line"}
+        as_page = http.post("/plan", data=broken)  # no script: the page itself, never a bare 500
+        assert as_page.status_code == 422 and "Fly API token contains a line break" in as_page.text
+        assert re.search(r'id="fly_token"[^>]*aria-describedby="hint-fly_token error-fly_token" aria-invalid="true"',
+                         as_page.text)
+        assert len(flysim.calls()) == calls
+
+        # Teardown cleans its token the same way (it used to end in a UnicodeEncodeError).
+        started = http.post("/teardown", data={"prefix": "zw2", "org": "personal", "confirm": "yes",
+                                               "fly_token": token[:6] + "\u200b" + token[6:]})
+        assert started.status_code == 303
+        assert 'id="teardown-ok"' in _finished(http, started.headers["location"]).text
+        odd = http.post("/teardown", data={"prefix": "zw2", "org": "personal", "confirm": "yes",
+                                           "fly_token": token + "\u00e9"}, headers=JSON)
+        assert odd.status_code == 422
+        assert "(U+00E9 LATIN SMALL LETTER E WITH ACUTE) that no Fly API token has" in odd.json()["errors"]["fly_token"]
+        assert not _leaks({"token": token}, refused, as_page, odd)
+
+
+def test_each_error_is_beside_its_field_and_shown(wizard: WizardServer, flysim: FlysimServer,
+                                                 creds: dict[str, str]) -> None:
+    values = secret_values(creds, flysim.token)
+    with flysim.client() as admin:
+        admin.post("/v1/apps", json={"app_name": "taken-vm", "org_slug": "other-org"}).raise_for_status()
+        admin.post("/v1/apps", json={"app_name": "mine-relay", "org_slug": "personal"}).raise_for_status()
+        deploy_token = admin.post("/v1/apps/mine-relay/deploy_token", json={}).json()["token"]
+    before = len(flysim.calls())
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        # Under Advanced: the folded section comes back open, the error tied to its field.
+        advanced = http.post("/plan", data=_form(flysim, creds, "adv") | {"volume_size_gb": "600"})
+        assert advanced.status_code == 422 and '<details class="card" id="advanced" open>' in advanced.text
+        assert re.search(r'id="error-volume_size_gb" data-error-for="volume_size_gb">Agent VM volume \(GB\) must be '
+                         r'between 1 and 500<', advanced.text)
+        assert re.search(r'id="volume_size_gb"[^>]*aria-describedby="error-volume_size_gb" aria-invalid="true"',
+                         advanced.text)
+        # A prefix whose app name another org has marks the prefix, not the token.
+        taken = http.post("/plan", data=_form(flysim, creds, "taken"), headers=JSON)
+        assert taken.status_code == 422 and list(taken.json()["errors"]) == ["prefix"]
+        assert "'taken-vm', which another organization already has" in taken.json()["errors"]["prefix"]
+        # A deploy token is told what it is.
+        limited = http.post("/plan", data=_form(flysim, creds, "dt") | {"fly_token": deploy_token}, headers=JSON)
+        assert list(limited.json()["errors"]) == ["fly_token"]
+        assert "A deploy token is limited to one app and can't create apps" in limited.json()["errors"]["fly_token"]
+        # "Already exists" leads to teardown with the prefix filled in.
+        exists = http.post("/plan", data=_form(flysim, creds, "mine"), headers=JSON)
+        assert exists.status_code == 409 and list(exists.json()["errors"]) == ["prefix"]
+        assert exists.json()["link"] == {"href": "/teardown?prefix=mine&org=personal", "text": "Tear down mine"}
+        teardown = http.get("/teardown?prefix=mine&org=personal")
+        assert re.search(r'id="prefix" name="prefix" type="text" value="mine"', teardown.text)
+        assert not _leaks({**values, "deploy_token": deploy_token}, advanced, taken, limited, exists)
+    assert not [c for c in flysim.calls()[before:] if c.get("mutating")]  # every check only reads
+
+
+def test_an_oversized_form_gets_a_page_in_words(wizard: WizardServer, flysim: FlysimServer,
+                                               creds: dict[str, str]) -> None:
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        huge = http.post("/plan", data=_form(flysim, creds, "x" * 1_000_000))
+        assert huge.status_code == 413 and "<title>Form too large · Self-hosted deploy</title>" in huge.text
+        assert "The form was far too large (1.0 MB)" in huge.text and "<style>" in huge.text
+        assert "x" * 100 not in huge.text
+        assert http.post("/teardown", data={"prefix": "x" * 1_000_000}, headers=JSON).status_code == 413
+        # Within the form's limit but beyond the field's: refused by its length, never echoed.
+        long = http.post("/plan", data=_form(flysim, creds, "x" * 40_000))
+        assert long.status_code == 422 and "Name prefix is 40,000 characters long; at most 30 fit" in long.text
+        assert "x" * 100 not in long.text
+        assert "x" * 100 not in http.get("/teardown", params={"prefix": "x" * 5000}).text
+    assert flysim.calls() == []
+
+
+def test_the_form_mirrors_the_servers_checks_and_a_cancelled_plan_says_so(
+        wizard: WizardServer, flysim: FlysimServer, creds: dict[str, str]) -> None:
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        form = http.get("/").text
+        assert "<title>Deploy your relay and agent · Self-hosted deploy</title>" in form
+        inputs = {name: re.search(rf'<input id="{name}" name="{name}"[^>]*>', form) for name in FIELDS}
+        inputs = {name: found.group(0) for name, found in inputs.items() if found}  # selects and unoffered: not
+        assert set(inputs) >= {"prefix", "org", "volume_size_gb", "twilio_whatsapp_number", *SECRET_FIELDS}
+        for name, attrs in inputs.items():
+            rule = FIELDS[name]
+            assert f'maxlength="{rule.max_length}"' in attrs, name
+            assert (f'pattern="{rule.html_pattern}"' in attrs) == bool(rule.pattern), name
+            assert ('type="password"' in attrs) == rule.secret, name
+            assert not rule.secret or "value=" not in attrs, name
+        for name in ("fly_token", "anthropic_api_key", "prefix", "org"):
+            assert re.search(rf'<input id="{name}"[^>]* required', form), name
+
+        job = _plan(http, _form(flysim, creds, "changed"))
+        assert http.post(f"/jobs/{job}/cancel").status_code == 303
+        again = http.post(f"/jobs/{job}/deploy", follow_redirects=True)
+        assert 'id="cancelled"' in again.text and "The deploy failed" not in again.text
+        assert "<title>Cancelled: changed · Self-hosted deploy</title>" in again.text
+        assert http.get(f"/jobs/{job}/state").json() == {"id": job, "kind": "deploy", "prefix": "changed",
+                                                        "state": "cancelled"}
+        assert http.get("/jobs/nope/state").status_code == 404
+
+
+def test_no_character_in_any_field_gets_a_bare_error(wizard: WizardServer, flysim: FlysimServer,
+                                                     creds: dict[str, str]) -> None:
+    """Whatever a phone keyboard puts inside whichever field: an answer in words beside that field, before any
+    call, never a 500 or an echoed secret. (Characters that are dropped instead are tested above.)"""
+    nasty = ["\x00", "\r\n", "\u00a0", "\u00e9", "\U0001f4a5", "\u202e"]
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        for field in (*_form(flysim, creds, "n").keys(), "volume_size_gb", "vm_size"):
+            for char in nasty:
+                form = _form(flysim, creds, "nasty")
+                value = form.get(field, "x1")
+                form[field] = value[:1] + char + value[1:]
+                if field in SECRET_FIELDS and char == "\u202e":
+                    continue  # a format character in a secret is dropped, not refused
+                answer = http.post("/plan", data=form, headers=JSON)
+                assert answer.status_code == 422, (field, char, answer.text[:300])
+                assert list(answer.json()["errors"]) == [field], (field, char, answer.json())
+                if field in SECRET_FIELDS:
+                    assert form[field] not in answer.text
+    assert flysim.calls() == []
