@@ -146,7 +146,8 @@ def test_a_job_killed_outright_is_swept_at_the_next_start(runner: Runner, tmp_pa
     os.kill(job.pid, signal.SIGKILL)
     with pytest.raises(Exception, match="without an outcome"):
         job.wait(10)
-    assert procs.marked(str(job_dir)) == {leftover: str(job_dir)}  # left to init, still marked
+    _until(lambda: procs.marked(str(job_dir)) == {leftover: str(job_dir)},  # left to init, still marked
+           what="only the leftover to be marked")
     assert runner.holder("k/x") is None  # the kernel released the lock with the process
     [swept] = runner.sweep()
     assert (swept.kind, swept.title, swept.notes) == ("selfhosted-deploy", "a deploy of 'x'",
