@@ -173,15 +173,20 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
                        auth=auth)
     slice_ = infra.slice
 
+    def tool_error(tool: str, exc: Exception) -> ToolError:
+        """What the caller hears of a failure: a ControlPlaneError's words (scrubbed); of a bug, its type
+        only, never a traceback or values."""
+        if isinstance(exc, ControlPlaneError):
+            return ToolError(scrub(str(exc), secrets))
+        log.error("%s failed unexpectedly: %s", tool, type(exc).__name__)
+        return ToolError(f"{tool} failed with an internal error ({type(exc).__name__}). Fix: retry; if it "
+                         "persists, report it with the audit log entry of this call")
+
     def run(tool: str, args: dict[str, Any], op: Callable[[], Any]) -> Any:
         try:
             return op()
-        except ControlPlaneError as exc:
-            raise ToolError(scrub(str(exc), secrets)) from None
-        except Exception as exc:  # a bug: the type only, never a traceback or values to the caller
-            log.error("%s failed unexpectedly: %s", tool, type(exc).__name__)
-            raise ToolError(f"{tool} failed with an internal error ({type(exc).__name__}). Fix: retry; if it "
-                            "persists, report it with the audit log entry of this call") from None
+        except Exception as exc:
+            raise tool_error(tool, exc) from None
 
     @server.tool(name="infra_manifest", title="Slice manifest", annotations=READ)
     def infra_manifest() -> dict[str, Any]:
@@ -217,12 +222,8 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         try:
             started = await anyio.to_thread.run_sync(op)
             return await started.follow(progress)
-        except ControlPlaneError as exc:
-            raise ToolError(scrub(str(exc), secrets)) from None
-        except Exception as exc:  # a bug: the type only, never a traceback or values to the caller
-            log.error("%s failed unexpectedly: %s", tool, type(exc).__name__)
-            raise ToolError(f"{tool} failed with an internal error ({type(exc).__name__}). Fix: retry; if it "
-                            "persists, report it with the audit log entry of this call") from None
+        except Exception as exc:
+            raise tool_error(tool, exc) from None
 
     @server.tool(name="infra_ensure_app", title="Ensure a customer app",
                  annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
