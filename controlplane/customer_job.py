@@ -9,7 +9,7 @@ removes it.
 
 The payload (through the job's stdin pipe) holds the org token and the backend's passphrase: they reach the
 engine as ``FLY_API_TOKEN`` / ``PULUMI_CONFIG_PASSPHRASE`` in its environment only, never a resource input,
-never an error message (``_Scrub``).
+never an error message (``enginejob.redact.Redactor``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from enginejob import JobContext
+from enginejob.redact import Redactor
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "artifact-customer"
@@ -30,16 +31,6 @@ SHOWN_OPS = ("create", "update", "replace", "delete")
 
 class CustomerJobError(Exception):
     """A failure in words for the caller (secrets scrubbed); ``kind`` says which."""
-
-
-class _Scrub:
-    def __init__(self, values: list[str]) -> None:
-        self.values = sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, "[redacted]")
-        return text
 
 
 def _workspace(ctx: JobContext, payload: dict[str, Any]) -> Any:
@@ -85,7 +76,7 @@ def _outputs(stack: Any) -> dict[str, Any]:
 class _Steps:
     """The engine's events as steps (op, resource, changed keys) and progress for the caller."""
 
-    def __init__(self, ctx: JobContext, scrub: _Scrub, *, preview: bool = False) -> None:
+    def __init__(self, ctx: JobContext, scrub: Redactor, *, preview: bool = False) -> None:
         self.ctx, self.scrub, self.preview = ctx, scrub, preview
         self.steps: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
@@ -168,7 +159,7 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     from fly.providers import FlyConnectionArgs
 
     given_secrets = payload.get("secrets")
-    scrub = _Scrub([payload["token"], payload["passphrase"], *(given_secrets or {}).values()])
+    scrub = Redactor([payload["token"], payload["passphrase"], *(given_secrets or {}).values()])
     opts = _workspace(ctx, payload)
     stack = _select(payload, opts)
     current_values: dict[str, Any] | None = None
@@ -178,7 +169,7 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         if "settings" in outputs:
             current_values = dict(outputs["settings"])
             current_secrets = dict(outputs.get("secrets") or {})
-    scrub = _Scrub([*scrub.values, *current_secrets.values()])
+    scrub = scrub.with_values(current_secrets.values())
     base = current_values or payload["defaults"]
     try:
         current = settings_from(current_values) if current_values else None
@@ -250,7 +241,7 @@ def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     the stack's removal. A customer without a stack is a no-op."""
     from pulumi import automation as auto
 
-    scrub = _Scrub([payload["token"], payload["passphrase"]])
+    scrub = Redactor([payload["token"], payload["passphrase"]])
     opts = _workspace(ctx, payload)
     app = f"{payload['prefix']}-cust-{payload['customer']}"
     stack = _select(payload, opts)

@@ -4,9 +4,12 @@ engine events (deploy, rollback) or from the teardown's own calls. Every text pa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
+
+from enginejob.redact import Redactor as _Redactor
 
 Status = Literal["info", "running", "done", "failed", "warning"]
 
@@ -37,16 +40,11 @@ class Step:
 Progress = Callable[[Step], None]
 
 
-class Redactor:
+class Redactor(_Redactor):
     """Replaces every credential value (and nothing shorter than 6 characters) with ``[secret]``."""
 
-    def __init__(self, values: list[str]) -> None:
-        self._values = sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "[secret]")
-        return text
+    def __init__(self, values: Iterable[str]) -> None:
+        super().__init__(values, mark="[secret]", min_length=6)
 
 
 def resource_name(urn: str) -> str:
