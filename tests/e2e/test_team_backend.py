@@ -7,8 +7,9 @@
 - two updates of one stack through the project's entry point (``SliceStack``, which the cycle, the
   benchmark and the tests use), started together, 20 pairs: both run, one after the other, the second
   having waited and said for whom; two plain `pulumi up` started together: never both;
-- four ephemeral cycles at once, separate processes on one backend: each converges and leaves nothing at
-  its flysim and no row in the table.
+- eight ephemeral cycles at once, separate processes on one backend and one flysim: each converges and
+  leaves nothing at flysim (apps, machines, volumes, tokens), no failed call but retried 429s, and no row in
+  the table.
 
 The lock pairs use a probe project with no resources (the cheapest real engine run: the lock is the point,
 not the slice)."""
@@ -30,11 +31,12 @@ from typing import Any
 
 import pytest
 
+from controlplane.validate import SYNTHETIC_CUSTOMER
 from flysim.testing import FlysimServer
 from ops.workspace import VENV, SliceStack, engine_env, local_slice_stack, open_stack
 from tests.pgserver import TeamBackend
 
-from .userpaths import Cli, doc_block, kill_run, pending_operations, view, wait_until
+from .userpaths import Cli, SliceView, doc_block, kill_run, pending_operations, view, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +47,7 @@ CLERK_SECRET_ROTATED = "sk_sim_team_rotated_6a7b8c9d0e1f"
 PAIRS = 20
 PLAIN_PAIRS = 8
 PROBES = 4  # stacks whose pairs run at the same time
-CYCLES = 4
+CYCLES = 8
 
 
 def _decoded(rows: dict[str, str]) -> str:
@@ -262,26 +264,49 @@ def _plain_up(cli: Cli) -> None:
 @pytest.mark.one_python
 def test_ephemeral_cycles_at_once_on_one_backend_converge_and_leave_nothing(team_backend: TeamBackend,
                                                                            pulumi_bin: Path, tmp_path: Path) -> None:
+    """Eight ephemeral cycles at once, each a process of its own, on one backend and one Fly API (a flysim of
+    the test's own, rate limits on, one org: `--fly fly` as CI runs it): each converges (up, phase 6) and is
+    torn down; flysim is left with no app, machine, volume or live token of theirs, no call failed but
+    429s, each waited out and retried, and the table with no row of theirs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "FLY_", "PG"))}
     env.update({"PATH": f"{pulumi_bin}{os.pathsep}{env.get('PATH', '')}", "PULUMI_BACKEND_URL": team_backend.url,
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
     runs = []
-    for i in range(CYCLES):
-        run_id = f"t{uuid.uuid4().hex[:8]}"
-        state = tmp_path / f"flysim-{i}.json"
-        log = (tmp_path / f"cycle-{i}.log").open("w")
-        proc = subprocess.Popen([str(REPO / "scripts" / "ephemeral-cycle"), "--run-id", run_id, "--flysim-latency",
-                                 "zero", "--keep-flysim-state", str(state)], cwd=REPO, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        runs.append((proc, log, state, f"org1-e2e-{run_id}"))
-    for proc, log, state, stack in runs:
-        proc.wait(timeout=900)
-        log.close()
-        output = Path(log.name).read_text()
-        assert proc.returncode == 0, f"{stack}:\n{output[-5000:]}"
-        assert f"stack {stack} removed from the backend" in output and re.search(r"\b0 failed\b", output), output[-3000:]
-        apps = [a["name"] for a in json.loads(state.read_text())["apps"] if a["name"].startswith(stack + "-")]
-        assert apps == [], f"{stack}: apps left at flysim: {apps}"
+    with FlysimServer(orgs=["org1"]) as flysim:
+        env.update({"FLY_API_TOKEN": flysim.token, "FLY_API_BASE_URL": flysim.url, "FLY_FLAPS_BASE_URL": flysim.url})
+        for i in range(CYCLES):
+            run_id = f"t{uuid.uuid4().hex[:8]}"
+            log = (tmp_path / f"cycle-{i}.log").open("w")
+            proc = subprocess.Popen([str(REPO / "scripts" / "ephemeral-cycle"), "--run-id", run_id, "--fly", "fly"],
+                                    cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            runs.append((proc, log, f"org1-e2e-{run_id}"))
+        for proc, log, stack in runs:
+            proc.wait(timeout=900)
+            log.close()
+            output = Path(log.name).read_text()
+            assert proc.returncode == 0, f"{stack}:\n{output[-5000:]}"
+            # It converged (phase 6 found nothing wrong), was destroyed with nothing for the sweep, and removed.
+            assert re.search(r"\b0 failed\b", output) and f"stack {stack} removed from the backend" in output \
+                and f"sweep: nothing of {stack} is left" in output, output[-3000:]
+            assert flysim.token not in output and team_backend.password not in output
+        state, calls = flysim.state(), flysim.calls()
+    for _, _, stack in runs:
+        sim = SliceView(stack, state)
+        assert sim.apps == {}, f"{stack}: apps left at flysim: {sorted(sim.apps)}"
+        assert sim.tokens() and sim.live_tokens() == [], f"{stack}: its control-plane token is not revoked"
         assert _stack_rows(team_backend, stack) == [], f"{stack}: rows left in the state table"
+    # Nothing at all of theirs (machines and volumes live in apps), nor of anyone: flysim held only these slices.
+    assert state["apps"] == [] and [t for t in state["tokens"] if not t["revoked"]] == []
+    stacks = [stack for _, _, stack in runs]
+    for stack in stacks:  # each slice did its work here: machines and its volume made, its apps deleted
+        ops = {c["operation"] for c in calls if f"/{stack}-" in c["path"] and c["status"] < 400}
+        assert {"Machines_create", "Volumes_create", "Apps_delete"} <= ops, (stack, sorted(ops))
+    # The one answer not a success that is no failure: phase 6 asking whether its synthetic customer's name is free.
+    free = {f"/v1/apps/{stack}-cust-{SYNTHETIC_CUSTOMER}" for stack in stacks}
+    failed = [c for c in calls if c["status"] >= 400 and not (c["status"] == 404 and c["path"] in free)]
+    assert [c for c in failed if c["status"] != 429] == [], f"calls that failed: {failed[:20]}"
+    for rejected in failed:  # every 429 was a "later": the same call came again and went through
+        assert any(c["method"] == rejected["method"] and c["path"] == rejected["path"] and c["status"] < 400
+                   and c["at"] >= rejected["at"] for c in calls), f"a 429 never retried: {rejected}"
     with team_backend.admin() as conn:  # and no connection of theirs left (their locks went with them)
         assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
