@@ -250,6 +250,10 @@ def test_two_updates_started_together_queue_through_the_entry_point(probes: list
         # Never both at once: every update recorded, each succeeded (Pulumi's own lock refuses an overlap).
         assert len(history) == count + 2 * (PAIRS // PROBES)
         assert {h["result"] for h in history} == {"succeeded"}
+        # ... and, as the backend recorded them (to the second), none began before the one before it had ended.
+        ordered = sorted(history, key=lambda h: (h["start"], h["end"]))
+        overlaps = [(a, b) for a, b in zip(ordered, ordered[1:]) if b["start"] < a["end"]]
+        assert overlaps == [], f"updates of one stack ran at once: {overlaps}"
     assert waited >= PAIRS // 2, f"only {waited} of {PAIRS} pairs overlapped: the test did not start them together"
 
 
