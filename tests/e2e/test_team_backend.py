@@ -2,8 +2,9 @@
 (tests/pgserver.py), set up by the page's own commands:
 
 - a slice's whole life on postgres://: preview, a `pulumi up` killed midway, the documented recovery and a
-  rerun that converges, a no-change up, a change (a secret's rotation), destroy, and no row of the stack
-  left; the table holds every secret only as ciphertext;
+  rerun that converges, a no-change up, a change (a secret's rotation, previewed and applied through the
+  control plane's `infra_provision_org`), destroy, and no row of the stack left; the table holds every
+  secret only as ciphertext;
 - two updates of one stack through the project's entry point (``SliceStack``, which the cycle, the
   benchmark and the tests use), started together, 20 pairs: both run, one after the other, the second
   having waited and said for whom; two plain `pulumi up` started together: never both;
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -104,9 +106,11 @@ def test_slice_on_postgres_preview_killed_up_recovery_change_destroy(team_backen
         calls = [c for c in flysim.calls() if c.get("started", c["at"]) >= checked_from]
         assert calls == [], f"a no-change up called Fly: {calls}"
 
+        # The change (a secret's rotation) through the control plane's `infra_provision_org`, as an operator's
+        # agent applies it: a preview, then that plan applied, with the stack's lock taken on this backend.
         s.stack.set_config("artifact-slice:clerkSecretKey", _secret(CLERK_SECRET_ROTATED))
-        changed = s.up()
-        assert changed.summary.resource_changes.get("update", 0) >= 2, changed.summary.resource_changes
+        changed = _provision_through_the_control_plane(s, tmp_path)
+        assert changed["result"] == "succeeded" and changed["changes"].get("update", 0) >= 2, changed
         assert view(flysim, prefix).app("fly-router")["secrets"]["version"] > sim.app("fly-router")["secrets"]["version"]
 
         # Secrets only as ciphertext: every row, as stored and decoded, holds none of them: not the ones the test
@@ -127,6 +131,38 @@ def test_slice_on_postgres_preview_killed_up_recovery_change_destroy(team_backen
         assert view(flysim, prefix).apps == {}
         assert [t for t in view(flysim, prefix).live_tokens()] == []
         assert _stack_rows(team_backend, prefix) == []
+
+
+def _provision_through_the_control_plane(s: SliceStack, tmp_path: Path) -> dict[str, Any]:
+    """`python -m controlplane serve --stack` over stdio (the mcp SDK's client): `infra_provision_org` previews
+    the stack on the team backend (PULUMI_BACKEND_URL) and applies that plan."""
+    import anyio
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": s.outputs()["controlPlaneToken"], "PYTHONPATH": str(REPO),
+           "ARTIFACT_STATE_DIR": str(tmp_path / "state")}
+    params = StdioServerParameters(command=sys.executable, cwd=str(REPO), env=env, args=[
+        "-m", "controlplane", "serve", "--stdio", "--stack", s.stack.name, "--work-dir", str(s.work_dir),
+        "--allow-writes", "--audit-log", str(tmp_path / "audit.jsonl")])
+    answers: dict[str, Any] = {}
+
+    def ok(result: Any) -> dict[str, Any]:
+        assert not result.is_error, result.content[0].text
+        return result.structured_content or json.loads(result.content[0].text)
+
+    async def scenario() -> None:
+        with (tmp_path / "controlplane.log").open("w") as log:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                plan = ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                assert plan["summary"].get("update", 0) >= 2 and plan["plan_id"], plan
+                answers["applied"] = ok(await client.call_tool("infra_provision_org", {
+                    "stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]}))
+
+    anyio.run(scenario)
+    said = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "controlplane.log").read_text()
+    assert env["FLY_ORG_TOKEN"] not in said and CLERK_SECRET_ROTATED not in said
+    return answers["applied"]
 
 
 SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")  # Pulumi's secret marker
