@@ -312,7 +312,7 @@ def _up(job: _Job, stack: auto.Stack,
 
         threading.Thread(target=announce, name="announce-cancel", daemon=True).start()
         try:
-            return ctx.engine(up)
+            return ctx.engine(up, stack=stack)
         finally:
             finished.set()
 
