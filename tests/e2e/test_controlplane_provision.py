@@ -144,6 +144,9 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 async with Client(stdio_client(killed_params, errlog=log)) as client:
                     plan = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
                     flysim.clear_calls()
+                    # The machine's wait after its update hangs a few seconds: the kill below comes while the
+                    # engine runs, however late this test sees the first write under load.
+                    flysim.add_fault(operation="Machines_wait", kind="hang", seconds=5, count=1)
                     async with anyio.create_task_group() as calls:
                         calls.start_soon(client.call_tool, "infra_provision_org",
                                          {"stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]})
@@ -162,8 +165,8 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
     while enginejob.procs.marked(str(jobs)) or any(not d.name.startswith(".") for d in jobs.iterdir()):
         assert time.monotonic() < deadline, f"engine job processes outlived the server: {enginejob.procs.marked(str(jobs))}"
         time.sleep(0.1)
-    # Not locked (whenever the job's interrupt landed: a SIGINT as pulumi finishes kills it before it unlocks,
-    # and the job then releases the lock that process left); converges from where the interrupted run stopped.
+    # Not locked (an interrupt that lands as pulumi starts or finishes kills it before it unlocks, and the job
+    # then releases that lock: tests/enginejob/test_pulumi_lock.py); converges from where the run stopped.
     assert s.up().summary.result == "succeeded"
     s.destroy()
     s.remove()

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from enginejob import procs, pulumi_lock
+from enginejob import Runner, procs, pulumi_lock
 
 pytestmark = pytest.mark.e2e
+
+ENTRIES = str(Path(__file__).resolve().parent)
 
 
 def _up(pulumi_bin: Path, project: Path, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
@@ -25,20 +27,35 @@ def _up(pulumi_bin: Path, project: Path, env: dict[str, str], **kwargs) -> subpr
                             text=True, **kwargs)
 
 
-def test_the_lock_a_dead_engine_left_is_named_then_released(tmp_path: Path, pulumi_bin: Path) -> None:
+def _project(tmp_path: Path, pulumi_bin: Path, program: str) -> tuple[Path, str, dict[str, str]]:
+    """A one-stack project ("locktest", stack "s") on a file backend of its own: its directory, the backend's
+    URL and the engine's environment."""
     project, backend = tmp_path / "project", tmp_path / "backend"
     project.mkdir()
     backend.mkdir()
     (project / "Pulumi.yaml").write_text(f"name: locktest\nruntime:\n  name: python\n  options:\n"
                                          f"    virtualenv: {sys.prefix}\n")
-    (project / "__main__.py").write_text("import pulumi, time\ntime.sleep(float(pulumi.Config().get('sleep') or 0))\n")
+    (project / "__main__.py").write_text(program)
     url = f"file://{backend}"
+    env = {"PULUMI_BACKEND_URL": url, "PULUMI_CONFIG_PASSPHRASE": "test", "PULUMI_HOME": str(tmp_path / "home"),
+           "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": f"{pulumi_bin}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(pulumi_bin / "pulumi"), "stack", "init", "s", "--non-interactive"], cwd=project,
+                   env={**os.environ, **env}, check=True, capture_output=True)
+    return project, url, env
+
+
+def _until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_lock_a_dead_engine_left_is_named_then_released(tmp_path: Path, pulumi_bin: Path) -> None:
+    project, url, engine_env = _project(
+        tmp_path, pulumi_bin, "import pulumi, time\ntime.sleep(float(pulumi.Config().get('sleep') or 0))\n")
     marker = str(tmp_path / "job")  # every process of the run carries it, for the cleanup (as a job's do)
-    env = {**os.environ, "PULUMI_BACKEND_URL": url, "PULUMI_CONFIG_PASSPHRASE": "test", "PULUMI_HOME": str(tmp_path / "home"),
-           "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": f"{pulumi_bin}{os.pathsep}{os.environ['PATH']}",
-           procs.MARKER: marker}
-    subprocess.run([str(pulumi_bin / "pulumi"), "stack", "init", "s", "--non-interactive"], cwd=project, env=env,
-                   check=True, capture_output=True)
+    env = {**os.environ, **engine_env, procs.MARKER: marker}
     subprocess.run([str(pulumi_bin / "pulumi"), "config", "set", "sleep", "60", "--stack", "s"], cwd=project, env=env,
                    check=True, capture_output=True)
     try:
@@ -82,3 +99,30 @@ def test_the_lock_a_dead_engine_left_is_named_then_released(tmp_path: Path, pulu
     finally:
         procs.kill_marked(marker)
 
+
+
+def test_a_job_releases_the_lock_of_the_engine_it_interrupted(tmp_path: Path, pulumi_bin: Path) -> None:
+    """The job's interrupt, then the CLI's death before it unlocks (as when the SIGINT lands as it finishes;
+    here a SIGKILL while it waits for its language host, whose program ignores SIGINT): the job releases the
+    lock that CLI left, and the stack updates again."""
+    project, url, env = _project(tmp_path, pulumi_bin, "import signal, time\nsignal.signal(signal.SIGINT, "
+                                 "signal.SIG_IGN)\nopen('started', 'w').close()\ntime.sleep(60)\n")
+    runner = Runner(tmp_path / "state")
+    job = runner.start("entries:pulumi_up", {"project": str(project)}, kind="test", title="an up", env=env,
+                       pythonpath=[ENTRIES])
+    _until(lambda: (project / "started").exists(), "the program to run")
+    [cli] = [pid for pid in procs.marked(str(runner.jobs_dir)) if pulumi_lock.locks_of(url, "locktest", "s")
+             and pid == pulumi_lock.locks_of(url, "locktest", "s")[0].pid]
+    shims = [pid for pid, _ in procs.marked(str(runner.jobs_dir)).items()
+             if Path(f"/proc/{pid}/comm").read_text().strip().startswith("pulumi-language")]
+    job.cancel()
+    # The CLI interrupts its language host's process group: the shim ends, the program (ignoring SIGINT) keeps
+    # the CLI waiting; it dies there, before it unlocks.
+    _until(lambda: not set(shims) & set(procs.marked(str(runner.jobs_dir))), "the cancel to reach the language host")
+    os.kill(cli, signal.SIGKILL)
+    assert job.wait(60) == {"cancelled": True, "error": "CommandError"}
+    assert pulumi_lock.locks_of(url, "locktest", "s") == []
+    (project / "__main__.py").write_text("")
+    done = _up(pulumi_bin, project, {**os.environ, **env})
+    output = done.communicate(timeout=120)[0]
+    assert done.returncode == 0, output
