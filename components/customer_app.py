@@ -219,11 +219,8 @@ class CustomerApp(pulumi.ComponentResource):
         self.volume = (Volume("volume", app=self.app.name, name=VOLUME_NAME, region=settings.region,
                               size_gb=settings.volume_size_gb, opts=child)
                        if settings.volume_size_gb else None)
-        # The volume's resource id (its Fly id), not its volume_id output: an extend keeps the id, and a preview
-        # knows it, where outputs of a dynamic resource being updated are unknown until the update (the dynamic
-        # provider protocol has no "stable" outputs), which would plan the machine's replacement.
         config = machine_config(template, settings, customer=customer,
-                                volume_id=self.volume.id if self.volume else None)
+                                volume_id=self.volume.mount_id if self.volume else None)
         self.machine = Machine("machine", app=self.app.name, name=MACHINE_NAME, region=settings.region, config=config,
                                min_secrets_version=self.secrets.version if self.secrets else None,
                                wait_timeout=WAIT_SECONDS, opts=child)

@@ -42,9 +42,7 @@ class NfsServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=protect_volume, depends_on=list(volume_after)))
         self.flycast = IpAddress(f"{name}-flycast", app=self.app.name, type="private_v6", org_slug=org_slug,
                                  opts=child)
-        # The volume's id (not its volume_id output): known in a preview of a volume update, so growing the
-        # volume previews as what it is, an update of the volume alone.
-        config: pulumi.Output[dict[str, Any]] = self.volume.id.apply(lambda volume_id: machine_config(
+        config: pulumi.Output[dict[str, Any]] = self.volume.mount_id.apply(lambda volume_id: machine_config(
             toml, image=image, mounts={NFS_VOLUME_NAME: volume_id}, env={"PRIMARY_REGION": region}))
         self.machine = Machine(f"{name}-machine", app=self.app.name, name=f"{prefix}-nfs-0", region=region,
                                config=config, opts=child)

@@ -137,15 +137,20 @@ def _open_target(args: argparse.Namespace, stack: ExitStack, out: TextIO) -> tup
     return sim.target, sim.token
 
 
-def _runner(out: TextIO) -> Any:
+def _swept_runner(out: TextIO) -> tuple[Any, list[str]]:
     """This process's job runner, after a sweep of what jobs killed outright left (their processes and
-    directories), said in words with what they may have left at Fly."""
+    directories), and what the sweep found, in words with what they may have left at Fly (printed too)."""
     import enginejob
 
     runner = enginejob.Runner()
-    for swept in runner.sweep():
-        print(f"note: {swept.sentence()}", file=out, flush=True)
-    return runner
+    found = [swept.sentence() for swept in runner.sweep()]
+    for sentence in found:
+        print(f"note: {sentence}", file=out, flush=True)
+    return runner, found
+
+
+def _runner(out: TextIO) -> Any:
+    return _swept_runner(out)[0]
 
 
 def _follow(job: Any, out: TextIO, what: str) -> None:
@@ -295,8 +300,9 @@ def cmd_wizard(args: argparse.Namespace, out: TextIO) -> int:
     _require_engine()
     with ExitStack() as stack:
         target, rehearsal_token = _open_target(args, stack, out)
+        runner, swept = _swept_runner(out)
         app = create_app(target, health_timeout=args.health_timeout, relay_image=args.relay_image,
-                         vm_image=args.vm_image, runner=_runner(out))
+                         vm_image=args.vm_image, runner=runner, swept=swept)
         scheme = "https" if args.ssl_certfile else "http"
         print(f"wizard: {scheme}://{args.host}:{args.port}/ (deploying to {target.name})", file=out, flush=True)
         if scheme == "http" and args.host not in ("127.0.0.1", "localhost", "::1"):

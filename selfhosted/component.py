@@ -125,7 +125,7 @@ class SelfHostedPair(pulumi.ComponentResource):
                                      connection=connection, opts=child)
         self.vm_machine = Machine(
             "vm-machine", app=self.vm_app.name, name=f"{settings.vm_app}-0", region=region,
-            config=self.vm_volume.volume_id.apply(lambda volume_id: vm_config(settings, volume_id)),
+            config=self.vm_volume.mount_id.apply(lambda volume_id: vm_config(settings, volume_id)),
             min_secrets_version=self.vm_secrets.version, connection=connection, opts=child)
 
         # Success means healthy: both machines' checks, then the relay's public /health (which needs

@@ -34,7 +34,6 @@ import os
 import secrets as pysecrets
 import shutil
 import sys
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,11 +117,9 @@ class _Job:
     """A job's temp directory, engine environment and redaction: the only place credentials are handled."""
 
     def __init__(self, target: Target, credentials: Credentials, backend_url: str | None,
-                 passphrase: str | None, progress: Progress, ctx: JobContext | None = None) -> None:
-        # In a job process, its private directory (removed by enginejob however the job ends); in-process
-        # (tests of the program), a temp directory of its own.
-        self.own_root = ctx is None
-        self.root = Path(tempfile.mkdtemp(prefix="selfhosted-job-")) if ctx is None else ctx.dir
+                 passphrase: str | None, progress: Progress, ctx: JobContext) -> None:
+        # The job's private directory: enginejob removes it however the job ends.
+        self.root = ctx.dir
         os.chmod(self.root, 0o700)
         self.redact = Redactor(credentials.values())
         self._progress = progress
@@ -148,7 +145,7 @@ class _Job:
             "PULUMI_HOME": str(self.root / "home"),
             "TMPDIR": str(self.root / "tmp"),
             "FLY_API_TOKEN": credentials.token,
-            **(ctx.env if ctx is not None else {}),  # the job's marker: its end and a sweep find every process
+            **ctx.env,  # the job's marker: its end and a sweep find every process
         }
         self.backend_url = backend_url
         self.target = target
@@ -177,11 +174,9 @@ class _Job:
         self.passphrase = ""
         self.env.clear()
         # The engine has exited by now (the up waits for it even when interrupted), so nothing writes here.
-        if self.own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
-        else:  # the job's directory is enginejob's to remove; what the engine left in it goes now
-            for sub in ("backend", "work", "home", "tmp"):
-                shutil.rmtree(self.root / sub, ignore_errors=True)
+        # The job's directory is enginejob's to remove; what the engine left in it goes now.
+        for sub in ("backend", "work", "home", "tmp"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
 
 
 def program_for(settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
@@ -209,12 +204,11 @@ def program_for(settings: DeploySettings, account: Account, target: Target, cred
 
 def setup(target: Target, settings: DeploySettings, credentials: Credentials, progress: Progress, *,
           backend_url: str | None = None, passphrase: str | None = None, health_timeout: int = 120,
-          ctx: JobContext | None = None) -> SetupResult:
+          ctx: JobContext) -> SetupResult:
     """Deploy (or update) the pair; on failure roll back what this deploy made.
 
-    Runs in a job process (``ctx``: it holds the prefix's lock, and its cancel stops the engine), or
-    in-process for tests of the program. The account is read here, at the moment of acting, whatever a
-    plan said before."""
+    Runs in a job process (``ctx``: it holds the prefix's lock, and its cancel stops the engine; see
+    ``start_deploy``). The account is read here, at the moment of acting, whatever a plan said before."""
     job = _Job(target, credentials, backend_url, passphrase, progress, ctx)
     try:
         try:
@@ -228,13 +222,13 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
             job.step(str(exc), "failed", "account")
             return SetupResult(ok=False, failure=job.redact(str(exc)),
                                code=exc.code if isinstance(exc, AlreadyExists) else "account")
-        if ctx is not None and ctx.cancelled.is_set():
+        if ctx.cancelled.is_set():
             job.step("interrupted before anything was created", "warning", "interrupt")
             return SetupResult(ok=False, failure="interrupted before it started: nothing was created",
                                code="interrupted")
-        if ctx is not None:  # what a sweep says this job may have left, if it is killed from here on
-            ctx.note(apps=[a for a in (settings.relay_app, settings.vm_app) if a not in account.existing_apps],
-                     target=target.name, org=account.org_slug)
+        # What a sweep says this job may have left, if it is killed from here on.
+        ctx.note(apps=[a for a in (settings.relay_app, settings.vm_app) if a not in account.existing_apps],
+                 target=target.name, org=account.org_slug)
         with contextlib.ExitStack() as held:
             if not job.own_backend:  # the user's backend: other machines (CI, a teammate) may update this stack
                 try:
@@ -249,7 +243,7 @@ def setup(target: Target, settings: DeploySettings, credentials: Credentials, pr
         job.close()
 
 
-def _backend_lock(job: _Job, settings: DeploySettings, ctx: JobContext | None) -> Any:
+def _backend_lock(job: _Job, settings: DeploySettings, ctx: JobContext) -> Any:
     """The stack's lock at the user's backend (enginejob.backend_lock), shared with every entry point of the
     project, waited for while saying who holds it; a cancel stops the wait."""
     def waiting(holder: Any) -> None:
@@ -258,11 +252,11 @@ def _backend_lock(job: _Job, settings: DeploySettings, ctx: JobContext | None) -
 
     return stack_lock(str(job.backend_url), PROJECT, settings.prefix, title=f"a self-hosted deploy of "
                       f"{settings.prefix!r}", on_wait=waiting, env=job.env,
-                      stop=(lambda: ctx.cancelled.is_set()) if ctx is not None else None)
+                      stop=ctx.cancelled.is_set)
 
 
 def _deploy(job: _Job, settings: DeploySettings, account: Account, target: Target, credentials: Credentials,
-            health_timeout: int, ctx: JobContext | None) -> SetupResult:
+            health_timeout: int, ctx: JobContext) -> SetupResult:
     stack = job.stack(settings, program_for(settings, account, target, credentials, health_timeout))
     job.step(f"deploying {settings.relay_app} and {settings.vm_app} to {target.name}", "running", "deploy")
     result, error, interrupted = _up(job, stack, ctx)
@@ -293,52 +287,26 @@ def _deploy(job: _Job, settings: DeploySettings, account: Account, target: Targe
 INTERRUPTED = "interrupted: stopping the deploy, then removing what it made"
 
 
-def _up(job: _Job, stack: auto.Stack,
-        ctx: JobContext | None) -> tuple[auto.UpResult | None, BaseException | None, bool]:
+def _up(job: _Job, stack: auto.Stack, ctx: JobContext) -> tuple[auto.UpResult | None, BaseException | None, bool]:
     """``up``, waited for even when interrupted, so the rollback never races the engine (its stack lock,
-    its last writes to the job's directory). In a job process a cancel (the parent's, or the parent's
-    death) sends the engine one SIGINT; in-process, Ctrl-C reaches the engine through the process group."""
+    its last writes to the job's directory). A cancel (the parent's, or the parent's death) sends the
+    engine one SIGINT."""
     def up() -> auto.UpResult:
         return stack.up(on_event=job.on_event, color="never", on_output=lambda _line: None)
 
-    if ctx is not None:
-        finished = threading.Event()
+    finished = threading.Event()
 
-        def announce() -> None:  # said when the cancel comes, not when the engine has stopped
-            while not finished.is_set():
-                if ctx.cancelled.wait(0.2):
-                    job.step(INTERRUPTED, "warning", "interrupt")
-                    return
-
-        threading.Thread(target=announce, name="announce-cancel", daemon=True).start()
-        try:
-            return ctx.engine(up, stack=stack)
-        finally:
-            finished.set()
-
-    box: dict[str, Any] = {}
-    # Not Thread.join: on Python 3.11 and 3.12 a join cut short by KeyboardInterrupt marks the thread
-    # stopped while it still runs. An Event's wait, interrupted, leaves the event as it was.
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            box["result"] = up()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="pulumi-up", daemon=True).start()
-    interrupted = False
-    while not done.is_set():
-        try:
-            done.wait()
-        except KeyboardInterrupt:
-            if not interrupted:
+    def announce() -> None:  # said when the cancel comes, not when the engine has stopped
+        while not finished.is_set():
+            if ctx.cancelled.wait(0.2):
                 job.step(INTERRUPTED, "warning", "interrupt")
-            interrupted = True
-    return box.get("result"), box.get("error"), interrupted
+                return
+
+    threading.Thread(target=announce, name="announce-cancel", daemon=True).start()
+    try:
+        return ctx.engine(up, stack=stack)
+    finally:
+        finished.set()
 
 
 def _failure_text(job: _Job, exc: auto.CommandError) -> str:

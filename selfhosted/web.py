@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -116,8 +116,12 @@ def shown(values: dict[str, str]) -> dict[str, str]:
 
 class Wizard:
     def __init__(self, target: Target, *, health_timeout: int = 120, relay_image: str | None = None,
-                 vm_image: str | None = None, runner: enginejob.Runner | None = None) -> None:
+                 vm_image: str | None = None, runner: enginejob.Runner | None = None,
+                 swept: Sequence[str] = ()) -> None:
         self.target = target
+        # What the start's sweep found (jobs of an earlier wizard or CLI killed outright, and what they may
+        # have left at Fly): said on the form page too, where a user who never sees the terminal looks.
+        self.swept = list(swept)
         self.health_timeout = health_timeout
         self.images = {k: v for k, v in (("relay_image", relay_image), ("vm_image", vm_image)) if v}
         self.jobs = Jobs()
@@ -135,6 +139,7 @@ class Wizard:
         return self.page("form.html", refusal.status_code if refusal else 200,
                          values={**DEFAULTS, **shown(values or {})}, errors=refusal.errors if refusal else {},
                          problem=refusal.problem if refusal else None, link=refusal.link if refusal else None,
+                         swept=self.swept,
                          regions=sorted(REGIONS.items(), key=lambda kv: kv[1]), channels=list(CHANNELS.items()),
                          sizes=list(VM_SIZES))
 

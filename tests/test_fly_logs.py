@@ -111,6 +111,7 @@ def test_next_token_pages_forward_and_a_read_is_bounded(flysim) -> None:
 
         # More lines than a page: 30 restarts. The client follows next_token and keeps the newest lines.
         for _ in range(30):
+            flysim.reset_rate_limits()  # Fly's per-machine action limit would make this a 30-second wait
             fly.start_machine("logs-pages", machine.id) if fly.get_machine("logs-pages", machine.id).state == "stopped" \
                 else fly.restart_machine("logs-pages", machine.id)
             fly.wait_machine("logs-pages", machine.id, "started", timeout=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import Field
 
@@ -103,3 +104,11 @@ class Volume(FlyResource):
     """A Fly volume."""
 
     provider = VolumeProvider
+
+    @property
+    def mount_id(self) -> pulumi.Output[str]:
+        """The id a machine's ``mounts`` takes: the resource id (the volume's Fly id), not the ``volume_id``
+        output. An extend keeps the id, and a preview knows it, where the outputs of a dynamic resource
+        being updated are unknown until the update (the dynamic provider protocol has no "stable"
+        outputs): mounting ``volume_id`` would plan the machine's replacement for a mere grow."""
+        return self.id

@@ -8,6 +8,7 @@ One flysim for the module; one deploy per test."""
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -372,12 +373,25 @@ def test_the_cli_killed_mid_deploy(killed: str, sim: FlysimServer, where: dict[s
     # What a job killed outright leaves: processes holding the token, and its directory.
     assert set(_job_processes(where["state"])) & set(engine)
     assert list((where["state"] / "jobs").iterdir())
+    # The next start (here the wizard, as a phone user would run it) sweeps them and says what the dead job
+    # may have left, in its output and on the form page, where a user who never sees the terminal looks.
+    said = (rf"a deploy of '{prefix}' started \S+ was cut short \(its process was killed\); it may have left "
+            rf"{prefix}-relay, {prefix}-vm: check them and tear down what is left")
+    wizard, url = _wizard(sim, where)
+    try:
+        assert re.search("note: " + said, "".join(wizard.said)), wizard.said  # type: ignore[attr-defined]
+        page = httpx.get(url + "/", timeout=10).text
+        notice = re.search(r'<div class="alert" role="status" id="swept">(.*?)</div>', page, re.S)
+        assert notice and re.search(said, html.unescape(notice.group(1))), page
+        assert 'href="/teardown"' in notice.group(1)
+    finally:
+        wizard.terminate()
+        wizard.wait(timeout=GONE_WITHIN)
     down = subprocess.run([sys.executable, "-m", "selfhosted", "teardown", "--prefix", prefix, "--flysim-url",
                            sim.url, "--yes"], env=where["env"], cwd=REPO, capture_output=True, text=True,
                           timeout=GONE_WITHIN)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert re.search(rf"note: a deploy of '{prefix}' started \S+ was cut short \(its process was killed\); it "
-                     rf"may have left {prefix}-relay, {prefix}-vm: check them and tear down what is left", down.stdout)
+    assert "note:" not in down.stdout  # swept once, by the wizard
     assert f"nothing of '{prefix}' is left on flysim" in down.stdout
     _wait_all_gone(where["state"], [job])
     assert _healthy_pair_or_nothing(sim, prefix) == "nothing"

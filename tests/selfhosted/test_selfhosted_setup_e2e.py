@@ -1,23 +1,34 @@
 """Setup and teardown through the Automation API on the real engine, against flysim: what Fly ends up
-holding, the health gate, the rollback of a failed deploy, and where the credentials went (nowhere)."""
+holding, the health gate, the rollback of a failed deploy, and where the credentials went (nowhere).
+Each deploy runs as the wizard's and the CLI's do: a job process started by ``start_deploy``."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import enginejob
 from flysim.testing import FlysimServer
-from selfhosted.progress import Step
-from selfhosted.runner import run_teardown, setup
-from selfhosted.settings import parse
-from selfhosted.target import flysim_target
+from selfhosted.progress import Progress, Step
+from selfhosted.runner import SetupResult, deploy_outcome, run_teardown, start_deploy
+from selfhosted.settings import Credentials, DeploySettings, parse
+from selfhosted.target import Target, flysim_target
 
 from selfhosted_helpers import scan, secret_values
 
 pytestmark = pytest.mark.e2e
+
+
+def setup(target: Target, settings: DeploySettings, credentials: Credentials, progress: Progress,
+          **options: Any) -> SetupResult:
+    """A deploy the way the wizard and the CLI start one, waited for (state: the test's own directory)."""
+    runner = enginejob.Runner()
+    return deploy_outcome(start_deploy(runner, target, settings, credentials, progress, **options),
+                          timeout=300, runner=runner)
 
 
 def _apps(flysim: FlysimServer, prefix: str) -> dict[str, dict]:
@@ -25,7 +36,7 @@ def _apps(flysim: FlysimServer, prefix: str) -> dict[str, dict]:
 
 
 def test_setup_makes_the_pair_healthy_and_keeps_no_credential(
-        flysim: FlysimServer, engine: Path, job_tmp: Path, tmp_path: Path, creds: dict[str, str],
+        flysim: FlysimServer, engine: Path, job_tmp: Path, state_dir: Path, tmp_path: Path, creds: dict[str, str],
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     settings, credentials = parse({"prefix": "alice", "region": "ams"}, {**creds, "fly_token": flysim.token})
@@ -72,14 +83,14 @@ def test_setup_makes_the_pair_healthy_and_keeps_no_credential(
     # No credential anywhere: the state (secrets only as ciphertext, the token not at all), the job's
     # temp files (removed), the progress, the logs, the outputs.
     values = secret_values(creds, flysim.token)
-    assert scan(values, backend, job_tmp) == []
+    assert scan(values, backend, job_tmp, state_dir) == []
     [state_file] = [p for p in backend.rglob("alice.json") if ".history" not in p.parts]
     resources = json.loads(state_file.read_text())["checkpoint"]["latest"]["resources"]
     secrets_resources = [r for r in resources if r["urn"].endswith("-secrets")]
     assert len(secrets_resources) == 2
     assert all(r["inputs"]["values"].get("ciphertext") for r in secrets_resources)  # encrypted, by the passphrase
     assert not [r["urn"] for r in resources if "fly_token" in (r.get("inputs") or {})]  # the token is no input
-    assert list(job_tmp.iterdir()) == [] or all(not p.name.startswith("selfhosted-job-") for p in job_tmp.iterdir())
+    assert list((state_dir / "jobs").iterdir()) == []  # the job's directory went with it
     shown = json.dumps([s.as_dict() for s in steps]) + caplog.text + json.dumps(result.outputs)
     assert not [name for name, value in values.items() if value in shown]
 
@@ -95,7 +106,7 @@ def test_setup_makes_the_pair_healthy_and_keeps_no_credential(
 
 
 def test_failing_health_says_what_failed_and_leaves_nothing(flysim: FlysimServer, engine: Path, job_tmp: Path,
-                                                            creds: dict[str, str]) -> None:
+                                                            state_dir: Path, creds: dict[str, str]) -> None:
     settings, credentials = parse({"prefix": "bob", "vm_image": "registry.fly.io/artifact-agent-vm:unhealthy"},
                                   {**creds, "fly_token": flysim.token})
     steps: list[Step] = []
@@ -105,7 +116,7 @@ def test_failing_health_says_what_failed_and_leaves_nothing(flysim: FlysimServer
     assert result.left_behind == []
     assert "rolled back: no app of 'bob' is left" in [s.text for s in steps]
     assert _apps(flysim, "bob") == {}
-    assert scan(secret_values(creds, flysim.token), job_tmp) == []
+    assert scan(secret_values(creds, flysim.token), job_tmp, state_dir) == []
 
 
 def test_existing_apps_without_their_state_are_not_taken_over(flysim: FlysimServer, engine: Path, job_tmp: Path,
