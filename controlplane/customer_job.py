@@ -219,7 +219,8 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
             return {**result, "dry_run": True, "applied": False, "steps": shown, "changes": len(shown),
                     "new": created_here}
         value, error, cancelled = ctx.engine(lambda: stack.up(on_event=steps, color="never",
-                                                              refresh=payload.get("refresh") or None))
+                                                              refresh=payload.get("refresh") or None),
+                                               stack=stack)
         if error is not None:
             raise steps.failure("the update" + (" (interrupted)" if cancelled else ""), error)
         outputs = value.outputs
@@ -249,7 +250,7 @@ def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         return {"app": app, "destroyed": False, "detail": "no such customer (nothing to destroy)"}
     ctx.note(apps=[app])
     steps = _Steps(ctx, scrub)
-    _, error, cancelled = ctx.engine(lambda: stack.destroy(on_event=steps, color="never"))
+    _, error, cancelled = ctx.engine(lambda: stack.destroy(on_event=steps, color="never"), stack=stack)
     if error is not None:
         raise steps.failure("the teardown" + (" (interrupted)" if cancelled else ""), error)
     stack.workspace.remove_stack(payload["stack"])

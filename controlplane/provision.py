@@ -205,7 +205,12 @@ def _step_changes(before: Plan, now: Plan) -> list[str]:
     return changes
 
 
-def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...]) -> ControlPlaneError:
+def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...], stack: str = "") -> ControlPlaneError:
+    from enginejob.pulumi_lock import locked_message
+
+    locked = locked_message(str(exc), stack) if stack else None
+    if locked is not None:  # who holds Pulumi's lock, whether it still runs, and how to release it
+        return ControlPlaneError(f"pulumi could not {doing}: {scrub(locked[0], secrets)}", locked[1])
     lines = [line for line in str(exc).splitlines() if line.strip() and "stack trace" not in line.lower()]
     errors = [line.strip() for line in lines if "error" in line.lower()] or lines[-3:]
     text = scrub(" | ".join(errors[-4:])[-1200:], secrets)
@@ -314,10 +319,10 @@ def apply_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
         if changes:
             return {"refused": changes}
         kwargs = {"plan": str(planned.saved_plan)} if planned.saved_plan else {}
-        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs))
+        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs), stack=selected)
         if isinstance(error, auto.errors.CommandError):
             raise _engine_error(f"update stack {planned.stack}" + (" (interrupted: the server is stopping)"
-                                                                   if cancelled else ""), error, ())
+                                                                   if cancelled else ""), error, (), planned.stack)
         if error is not None:
             raise error
         return {"result": result.summary.result,
