@@ -28,13 +28,10 @@ imported in them only.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -352,7 +349,6 @@ class Provisioner:
         self._plans: dict[str, Plan] = {}
         self._outcomes: dict[str, Outcome] = {}
         self._lock = threading.Lock()
-        self._plan_dir: Path | None = None
 
     def _stack_lock(self, stack: str) -> Any:
         return backend_stack_lock(self.work_dir, stack)
@@ -363,15 +359,20 @@ class Provisioner:
                                     f"({', '.join(sorted(self.allowed_stacks))})",
                                     "name the stack this control plane was started for")
 
-    def _run(self, entry: str, stack: str, doing: str, payload: dict[str, Any]) -> Any:
-        """One job under the stack's lock; its answer, or the ControlPlaneError it raised."""
+    def _the_runner(self) -> Any:
         import enginejob
 
         if self._runner is None:
             self._runner = enginejob.Runner()
+        return self._runner
+
+    def _run(self, entry: str, stack: str, doing: str, payload: dict[str, Any]) -> Any:
+        """One job under the stack's lock; its answer, or the ControlPlaneError it raised."""
+        import enginejob
+
         key = f"controlplane/provision/{os.environ.get('PULUMI_BACKEND_URL', 'default')}/{stack}"
         try:
-            job = self._runner.start(f"controlplane.provision:{entry}", {**payload, "stack": stack,
+            job = self._the_runner().start(f"controlplane.provision:{entry}", {**payload, "stack": stack,
                                                                           "work_dir": str(self.work_dir)},
                                      kind=f"controlplane-{entry}", title=f"a {doing} of stack {stack} by the control "
                                      "plane", key=key, wait=LOCK_WAIT_SECONDS)
@@ -390,10 +391,8 @@ class Provisioner:
     def preview(self, stack: str) -> dict[str, Any]:
         self._check_stack(stack)
         with self._lock:
-            if self._plan_dir is None:  # private to this process (0700), gone when it exits
-                self._plan_dir = Path(tempfile.mkdtemp(prefix="controlplane-plans-"))
-                atexit.register(shutil.rmtree, self._plan_dir, ignore_errors=True)
-            plan_file = self._plan_dir / f"{stack}-{uuid.uuid4().hex}.json"
+            # Private to this process (0700), gone when it exits or, killed outright, at the next sweep.
+            plan_file = self._the_runner().private_dir() / f"{stack}-{uuid.uuid4().hex}.json"
         plan = Plan.from_json(self._run("preview_job", stack, "preview", {"plan_file": str(plan_file)}))
         with self._lock:
             self._keep(plan)
