@@ -1,7 +1,7 @@
 """``infra_provision_org``: the slice itself, through the Automation API, in two steps.
 
 ``preview`` runs ``pulumi preview`` of the stack and returns the planned steps, each with the keys it
-changes, and a plan id. The id is bound to values, not to a shape: it is a digest of
+changes, the monthly Fly cost before and after them (``fly.stack_cost``, from the same preview), and a plan id. The id is bound to values, not to a shape: it is a digest of
 
 - every planned step: operation, resource, and its old and new inputs (as the engine reports them,
   secrets masked);
@@ -130,6 +130,7 @@ class Plan:
     code: dict[str, str]
     saved_plan: Path | None = None
     summary: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # the monthly Fly cost before/after (fly.stack_cost.cost_json); not in the id
 
     @property
     def id(self) -> str:
@@ -139,14 +140,15 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "steps": [vars(s) for s in self.steps], "config": self.config,
                 "config_shown": self.config_shown, "code": self.code,
-                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary}
+                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary,
+                "cost": self.cost}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         return cls(stack=data["stack"], steps=[PlannedStep(**s) for s in data["steps"]], config=data["config"],
                    config_shown=data["config_shown"], code=data["code"],
                    saved_plan=Path(data["saved_plan"]) if data.get("saved_plan") else None,
-                   summary=data.get("summary") or {})
+                   summary=data.get("summary") or {}, cost=data.get("cost"))
 
 
 def _inputs(state: Any) -> dict[str, Any]:
@@ -245,13 +247,20 @@ def _now(selected: Any, work_dir: Path) -> tuple[dict[str, str], dict[str, str],
     return digests, shown, program_digests(work_dir)
 
 
-def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Plan:
+def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None, *, cost: bool = False) -> Plan:
+    """The stack's preview as a Plan; ``cost``: with the monthly Fly cost before and after, from the same
+    preview's steps."""
     from pulumi import automation as auto
+
+    from fly.stack_cost import cost_json, preview_comparison
 
     config, shown, code = _now(selected, work_dir)
     steps: list[PlannedStep] = []
+    events: list[Any] = []
 
     def on_event(event: Any) -> None:
+        if cost:
+            events.append(event)
         pre = getattr(event, "resource_pre_event", None)
         if pre is None:
             return
@@ -275,7 +284,7 @@ def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Pla
     steps.sort(key=lambda s: (s.urn, s.op))
     summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
     return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
-                saved_plan=saved, summary=summary)
+                saved_plan=saved, summary=summary, cost=cost_json(preview_comparison(events)) if cost else None)
 
 
 def _answer(run: Any) -> dict[str, Any]:
@@ -290,7 +299,7 @@ def preview_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Job entry: a preview of the stack, saving the engine's plan to ``payload["plan_file"]``."""
     def run() -> dict[str, Any]:
         selected = _select(ctx, payload)
-        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"])).to_json()
+        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"]), cost=True).to_json()
     return _answer(run)
 
 
@@ -397,7 +406,7 @@ class Provisioner:
                 del self._outcomes[plan.id]
         return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
                 "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
-                            for s in plan.steps]}
+                            for s in plan.steps], "cost": plan.cost}
 
     def _keep(self, plan: Plan) -> None:
         previous = self._plans.pop(plan.id, None)
