@@ -245,8 +245,6 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """``pulumi destroy`` of the customer's stack (machine, then volume, secrets and address, then the app), then
     the stack's removal. A customer without a stack is a no-op."""
-    from pulumi import automation as auto
-
     scrub = Redactor([payload["token"], payload["passphrase"]])
     opts = _workspace(ctx, payload)
     app = f"{payload['prefix']}-cust-{payload['customer']}"
