@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from decimal import Decimal
 
-from fly.pricing import PriceTable, estimate
+from fly.pricing import in_words
 from fly.regions import REGIONS
 
 from .account import Account
@@ -20,33 +18,6 @@ from .target import Target
 class PlanItem:
     what: str
     detail: str
-
-
-_COUNT = {1: "", 2: "two ", 3: "three ", 4: "four "}
-_NOUN = {"machine": "machine", "volume": "volume", "ip": "address", "certificate": "certificate"}
-
-
-def _and(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-
-
-def cost_in_words(settings: DeploySettings, table: PriceTable | None = None) -> str:
-    """What the pair adds to the Fly bill a month, in plain words, from fly/pricing.json: the known part, what it
-    is, and what has no price in the table, said in words (never counted as $0)."""
-    items = pair_billables(settings)
-    result = estimate(items, table)
-    by_key = {item.key: item for item in items}
-    text = f"About ${result.total.quantize(Decimal('0.01'))} a month on your Fly bill"
-    paid = [by_key[line.key].label for line in result.lines if line.usd]
-    if paid:
-        text += f" ({_and(paid)})"
-    kinds = Counter("Flycast address" if by_key[line.key].ip_type == "private_v6" else _NOUN[by_key[line.key].kind]
-                    for line in result.unknown)
-    if kinds:
-        text += ", plus " + _and([f"the {_COUNT.get(n, f'{n} ')}{noun}{'es' if n > 1 and noun.endswith('s') else 's' if n > 1 else ''}"
-                                  for noun, n in kinds.items()]) + \
-            f", whose price{'s' if sum(kinds.values()) > 1 else ''} {'are' if sum(kinds.values()) > 1 else 'is'}n't in our price table"
-    return text + ". Machines are counted as running all month."
 
 
 def plan(settings: DeploySettings, account: Account, target: Target, credentials: Credentials) -> list[PlanItem]:
@@ -75,7 +46,7 @@ def plan(settings: DeploySettings, account: Account, target: Target, credentials
                  f"{restart_policy(vm_config(settings, 'vol_pending'))}; "
                  f"RELAY_CALLBACK_URL={flycast_url(settings.relay_app)}"),
         PlanItem("Agent VM secrets", "ANTHROPIC_API_KEY (value never shown or stored here)"),
-        PlanItem("Fly bill", cost_in_words(settings)),
+        PlanItem("Fly bill", in_words(pair_billables(settings))),
         PlanItem("Success means", f"both machines' checks passing (read back from Fly) and "
                  f"{target.public_url(settings.relay_app)}/health answering ok; otherwise everything is rolled back"),
     ]
