@@ -1,7 +1,7 @@
 """``infra_provision_org``: the slice itself, through the Automation API, in two steps.
 
 ``preview`` runs ``pulumi preview`` of the stack and returns the planned steps, each with the keys it
-changes, and a plan id. The id is bound to values, not to a shape: it is a digest of
+changes, the monthly Fly cost before and after them (``fly.stack_cost``, from the same preview), and a plan id. The id is bound to values, not to a shape: it is a digest of
 
 - every planned step: operation, resource, and its old and new inputs (as the engine reports them,
   secrets masked);
@@ -130,6 +130,7 @@ class Plan:
     code: dict[str, str]
     saved_plan: Path | None = None
     summary: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # the monthly Fly cost before/after (fly.stack_cost.cost_json); not in the id
 
     @property
     def id(self) -> str:
@@ -139,14 +140,15 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "steps": [vars(s) for s in self.steps], "config": self.config,
                 "config_shown": self.config_shown, "code": self.code,
-                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary}
+                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary,
+                "cost": self.cost}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         return cls(stack=data["stack"], steps=[PlannedStep(**s) for s in data["steps"]], config=data["config"],
                    config_shown=data["config_shown"], code=data["code"],
                    saved_plan=Path(data["saved_plan"]) if data.get("saved_plan") else None,
-                   summary=data.get("summary") or {})
+                   summary=data.get("summary") or {}, cost=data.get("cost"))
 
 
 def _inputs(state: Any) -> dict[str, Any]:
@@ -205,7 +207,12 @@ def _step_changes(before: Plan, now: Plan) -> list[str]:
     return changes
 
 
-def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...]) -> ControlPlaneError:
+def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...], stack: str = "") -> ControlPlaneError:
+    from enginejob.pulumi_lock import locked_message
+
+    locked = locked_message(str(exc), stack) if stack else None
+    if locked is not None:  # who holds Pulumi's lock, whether it still runs, and how to release it
+        return ControlPlaneError(f"pulumi could not {doing}: {scrub(locked[0], secrets)}", locked[1])
     lines = [line for line in str(exc).splitlines() if line.strip() and "stack trace" not in line.lower()]
     errors = [line.strip() for line in lines if "error" in line.lower()] or lines[-3:]
     text = scrub(" | ".join(errors[-4:])[-1200:], secrets)
@@ -240,13 +247,20 @@ def _now(selected: Any, work_dir: Path) -> tuple[dict[str, str], dict[str, str],
     return digests, shown, program_digests(work_dir)
 
 
-def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Plan:
+def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None, *, cost: bool = False) -> Plan:
+    """The stack's preview as a Plan; ``cost``: with the monthly Fly cost before and after, from the same
+    preview's steps."""
     from pulumi import automation as auto
+
+    from fly.stack_cost import cost_json, preview_comparison
 
     config, shown, code = _now(selected, work_dir)
     steps: list[PlannedStep] = []
+    events: list[Any] = []
 
     def on_event(event: Any) -> None:
+        if cost:
+            events.append(event)
         pre = getattr(event, "resource_pre_event", None)
         if pre is None:
             return
@@ -270,7 +284,7 @@ def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Pla
     steps.sort(key=lambda s: (s.urn, s.op))
     summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
     return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
-                saved_plan=saved, summary=summary)
+                saved_plan=saved, summary=summary, cost=cost_json(preview_comparison(events)) if cost else None)
 
 
 def _answer(run: Any) -> dict[str, Any]:
@@ -285,7 +299,7 @@ def preview_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Job entry: a preview of the stack, saving the engine's plan to ``payload["plan_file"]``."""
     def run() -> dict[str, Any]:
         selected = _select(ctx, payload)
-        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"])).to_json()
+        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"]), cost=True).to_json()
     return _answer(run)
 
 
@@ -314,10 +328,10 @@ def apply_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
         if changes:
             return {"refused": changes}
         kwargs = {"plan": str(planned.saved_plan)} if planned.saved_plan else {}
-        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs))
+        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs), stack=selected)
         if isinstance(error, auto.errors.CommandError):
             raise _engine_error(f"update stack {planned.stack}" + (" (interrupted: the server is stopping)"
-                                                                   if cancelled else ""), error, ())
+                                                                   if cancelled else ""), error, (), planned.stack)
         if error is not None:
             raise error
         return {"result": result.summary.result,
@@ -392,7 +406,7 @@ class Provisioner:
                 del self._outcomes[plan.id]
         return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
                 "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
-                            for s in plan.steps]}
+                            for s in plan.steps], "cost": plan.cost}
 
     def _keep(self, plan: Plan) -> None:
         previous = self._plans.pop(plan.id, None)
