@@ -299,7 +299,7 @@ def test_two_plain_pulumi_ups_started_together_never_both_run(probes: list[tuple
     """Without the entry points' lock, Pulumi's own: never both; the loser names the holder. (Neither is
     possible: the issue's finding, the reason for the advisory lock.)"""
     clis = [(Cli(a, tmp_path / f"p{i}"), Cli(b, tmp_path / f"p{i}")) for i, (a, b) in enumerate(probes)]
-    outcomes = {"one": 0, "neither": 0, "both-after-another": 0}
+    outcomes = {"one": 0, "neither": 0, "both-after-another": 0, "lost-listing-a-lock-row-that-went": 0}
     for _ in range(PLAIN_PAIRS // PROBES + (PLAIN_PAIRS % PROBES > 0)):
         runs = _together([lambda c=c: _plain_up(c) for pair in clis for c in pair])
         for i in range(len(clis)):
@@ -310,12 +310,18 @@ def test_two_plain_pulumi_ups_started_together_never_both_run(probes: list[tuple
                 outcomes["both-after-another"] += 1
                 continue
             for error in (a_error, b_error):
-                if error is not None:
+                if error is not None and LISTING_RACE in str(error):  # docs/team-backend.md, "Known problems"
+                    outcomes["lost-listing-a-lock-row-that-went"] += 1
+                elif error is not None:
                     assert re.search(r"created by \S+@\S+ \(pid \d+\) at \d{4}-", str(error)), str(error)[-2000:]
             outcomes["one" if (a_error is None) != (b_error is None) else "neither"] += 1
     print("plain `pulumi up` pairs:", outcomes)
     for a, _ in probes:
         assert {h["result"] for h in _history(a)} == {"succeeded"}
+
+
+# What the CLI's postgres driver says when a lock row it listed is deleted before it reads it (the other run ended).
+LISTING_RACE = "could not list bucket: blob (code=NotFound): sql: no rows in result set"
 
 
 def _plain_up(cli: Cli) -> None:
