@@ -7,8 +7,8 @@
 - two updates of one stack through the project's entry point (``SliceStack``, which the cycle, the
   benchmark and the tests use), started together, 20 pairs: both run, one after the other, the second
   having waited and said for whom; two plain `pulumi up` started together: never both;
-- four ephemeral cycles at once, separate processes on one backend: each converges and leaves nothing at
-  its flysim and no row in the table.
+- eight ephemeral cycles at once (the acceptance's 8), separate processes on one backend: each converges and
+  leaves nothing at its flysim and no row in the table.
 
 The lock pairs use a probe project with no resources (the cheapest real engine run: the lock is the point,
 not the slice)."""
@@ -45,7 +45,7 @@ CLERK_SECRET_ROTATED = "sk_sim_team_rotated_6a7b8c9d0e1f"
 PAIRS = 20
 PLAIN_PAIRS = 8
 PROBES = 4  # stacks whose pairs run at the same time
-CYCLES = 4
+CYCLES = 8
 
 
 def _decoded(rows: dict[str, str]) -> str:
