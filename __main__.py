@@ -1,5 +1,11 @@
 """The Artifact org slice: one stack, one slice. See README.md."""
 
+from fly.providers.process_exit import skip_teardown_in_program_process, stop_quietly_on_interrupt
+
+# First: the engine interrupts a program it is done with (a cancelled update), which must end without a
+# traceback, even while the imports below run (fly/providers/process_exit.py).
+stop_quietly_on_interrupt()
+
 import pulumi
 
 from components import ConfigError, OrgSlice, SliceSecrets, load_from_pulumi
@@ -7,7 +13,6 @@ from components.config import looks_secret
 from components.deploy import preflight
 from fly.appconfig import FlyTomlError
 from fly.providers import FlyConnectionArgs
-from fly.providers.process_exit import skip_teardown_in_program_process
 
 # The language host's final sys.exit(0) leaves without the interpreter's teardown of the SDK's modules,
 # which every preview, up and destroy would otherwise wait for (fly/providers/process_exit.py).

@@ -4,7 +4,8 @@ of the customer's stack (``controlplane.customers`` starts them).
 One stack per customer, ``<slice>-cust-<customer>`` of project ``artifact-customer``, in the slice's backend,
 with an inline program: ``components.customer_app.CustomerApp``. The customer's settings are the stack's
 outputs (``settings``; the secrets as the secret output ``secrets``), so a call that omits an argument keeps
-what the last apply set. ``ensure`` previews (dry run) or updates the stack; ``destroy`` destroys it, then
+what the last apply set. ``ensure`` previews (dry run, with the monthly Fly cost before and after:
+``fly.stack_cost``) or updates the stack; ``destroy`` destroys it, then
 removes it.
 
 The payload (through the job's stdin pipe) holds the org token and the backend's passphrase: they reach the
@@ -80,8 +81,11 @@ class _Steps:
         self.ctx, self.scrub, self.preview = ctx, scrub, preview
         self.steps: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
+        self.events: list[Any] = []  # a preview's, for its cost (fly.stack_cost)
 
     def __call__(self, event: Any) -> None:
+        if self.preview:
+            self.events.append(event)
         pre = getattr(event, "resource_pre_event", None)
         done = getattr(event, "res_outputs_event", None)
         failed = getattr(event, "res_op_failed_event", None)
@@ -157,6 +161,7 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 
     from components.customer_app import CustomerApp, CustomerInputError, check_change, settings_from
     from fly.providers import FlyConnectionArgs
+    from fly.stack_cost import cost_json, preview_comparison
 
     given_secrets = payload.get("secrets")
     scrub = Redactor([payload["token"], payload["passphrase"], *(given_secrets or {}).values()])
@@ -217,9 +222,10 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
                 raise steps.failure("the preview", error)
             shown = steps.shown()
             return {**result, "dry_run": True, "applied": False, "steps": shown, "changes": len(shown),
-                    "new": created_here}
+                    "new": created_here, "cost": cost_json(preview_comparison(steps.events))}
         value, error, cancelled = ctx.engine(lambda: stack.up(on_event=steps, color="never",
-                                                              refresh=payload.get("refresh") or None))
+                                                              refresh=payload.get("refresh") or None),
+                                               stack=stack)
         if error is not None:
             raise steps.failure("the update" + (" (interrupted)" if cancelled else ""), error)
         outputs = value.outputs
@@ -239,8 +245,6 @@ def _ensure(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """``pulumi destroy`` of the customer's stack (machine, then volume, secrets and address, then the app), then
     the stack's removal. A customer without a stack is a no-op."""
-    from pulumi import automation as auto
-
     scrub = Redactor([payload["token"], payload["passphrase"]])
     opts = _workspace(ctx, payload)
     app = f"{payload['prefix']}-cust-{payload['customer']}"
@@ -249,7 +253,7 @@ def _destroy(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         return {"app": app, "destroyed": False, "detail": "no such customer (nothing to destroy)"}
     ctx.note(apps=[app])
     steps = _Steps(ctx, scrub)
-    _, error, cancelled = ctx.engine(lambda: stack.destroy(on_event=steps, color="never"))
+    _, error, cancelled = ctx.engine(lambda: stack.destroy(on_event=steps, color="never"), stack=stack)
     if error is not None:
         raise steps.failure("the teardown" + (" (interrupted)" if cancelled else ""), error)
     stack.workspace.remove_stack(payload["stack"])

@@ -1,7 +1,7 @@
 """``infra_provision_org``: the slice itself, through the Automation API, in two steps.
 
 ``preview`` runs ``pulumi preview`` of the stack and returns the planned steps, each with the keys it
-changes, and a plan id. The id is bound to values, not to a shape: it is a digest of
+changes, the monthly Fly cost before and after them (``fly.stack_cost``, from the same preview), and a plan id. The id is bound to values, not to a shape: it is a digest of
 
 - every planned step: operation, resource, and its old and new inputs (as the engine reports them,
   secrets masked);
@@ -28,13 +28,10 @@ imported in them only.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -133,6 +130,7 @@ class Plan:
     code: dict[str, str]
     saved_plan: Path | None = None
     summary: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # the monthly Fly cost before/after (fly.stack_cost.cost_json); not in the id
 
     @property
     def id(self) -> str:
@@ -142,14 +140,15 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "steps": [vars(s) for s in self.steps], "config": self.config,
                 "config_shown": self.config_shown, "code": self.code,
-                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary}
+                "saved_plan": str(self.saved_plan) if self.saved_plan else None, "summary": self.summary,
+                "cost": self.cost}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         return cls(stack=data["stack"], steps=[PlannedStep(**s) for s in data["steps"]], config=data["config"],
                    config_shown=data["config_shown"], code=data["code"],
                    saved_plan=Path(data["saved_plan"]) if data.get("saved_plan") else None,
-                   summary=data.get("summary") or {})
+                   summary=data.get("summary") or {}, cost=data.get("cost"))
 
 
 def _inputs(state: Any) -> dict[str, Any]:
@@ -208,7 +207,12 @@ def _step_changes(before: Plan, now: Plan) -> list[str]:
     return changes
 
 
-def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...]) -> ControlPlaneError:
+def _engine_error(doing: str, exc: Exception, secrets: tuple[str, ...], stack: str = "") -> ControlPlaneError:
+    from enginejob.pulumi_lock import locked_message
+
+    locked = locked_message(str(exc), stack) if stack else None
+    if locked is not None:  # who holds Pulumi's lock, whether it still runs, and how to release it
+        return ControlPlaneError(f"pulumi could not {doing}: {scrub(locked[0], secrets)}", locked[1])
     lines = [line for line in str(exc).splitlines() if line.strip() and "stack trace" not in line.lower()]
     errors = [line.strip() for line in lines if "error" in line.lower()] or lines[-3:]
     text = scrub(" | ".join(errors[-4:])[-1200:], secrets)
@@ -243,13 +247,20 @@ def _now(selected: Any, work_dir: Path) -> tuple[dict[str, str], dict[str, str],
     return digests, shown, program_digests(work_dir)
 
 
-def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Plan:
+def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None, *, cost: bool = False) -> Plan:
+    """The stack's preview as a Plan; ``cost``: with the monthly Fly cost before and after, from the same
+    preview's steps."""
     from pulumi import automation as auto
+
+    from fly.stack_cost import cost_json, preview_comparison
 
     config, shown, code = _now(selected, work_dir)
     steps: list[PlannedStep] = []
+    events: list[Any] = []
 
     def on_event(event: Any) -> None:
+        if cost:
+            events.append(event)
         pre = getattr(event, "resource_pre_event", None)
         if pre is None:
             return
@@ -273,7 +284,7 @@ def _preview(ctx: Any, selected: Any, work_dir: Path, saved: Path | None) -> Pla
     steps.sort(key=lambda s: (s.urn, s.op))
     summary = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
     return Plan(stack=selected.name, steps=steps, config=config, config_shown=shown, code=code,
-                saved_plan=saved, summary=summary)
+                saved_plan=saved, summary=summary, cost=cost_json(preview_comparison(events)) if cost else None)
 
 
 def _answer(run: Any) -> dict[str, Any]:
@@ -288,7 +299,7 @@ def preview_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Job entry: a preview of the stack, saving the engine's plan to ``payload["plan_file"]``."""
     def run() -> dict[str, Any]:
         selected = _select(ctx, payload)
-        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"])).to_json()
+        return _preview(ctx, selected, Path(payload["work_dir"]), Path(payload["plan_file"]), cost=True).to_json()
     return _answer(run)
 
 
@@ -317,10 +328,10 @@ def apply_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
         if changes:
             return {"refused": changes}
         kwargs = {"plan": str(planned.saved_plan)} if planned.saved_plan else {}
-        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs))
+        result, error, cancelled = ctx.engine(lambda: selected.up(color="never", **kwargs), stack=selected)
         if isinstance(error, auto.errors.CommandError):
             raise _engine_error(f"update stack {planned.stack}" + (" (interrupted: the server is stopping)"
-                                                                   if cancelled else ""), error, ())
+                                                                   if cancelled else ""), error, (), planned.stack)
         if error is not None:
             raise error
         return {"result": result.summary.result,
@@ -343,7 +354,6 @@ class Provisioner:
         self._plans: dict[str, Plan] = {}
         self._outcomes: dict[str, Outcome] = {}
         self._lock = threading.Lock()
-        self._plan_dir: Path | None = None
 
     def _stack_lock(self, stack: str) -> Any:
         return backend_stack_lock(self.work_dir, stack)
@@ -354,15 +364,20 @@ class Provisioner:
                                     f"({', '.join(sorted(self.allowed_stacks))})",
                                     "name the stack this control plane was started for")
 
-    def _run(self, entry: str, stack: str, doing: str, payload: dict[str, Any]) -> Any:
-        """One job under the stack's lock; its answer, or the ControlPlaneError it raised."""
+    def _the_runner(self) -> Any:
         import enginejob
 
         if self._runner is None:
             self._runner = enginejob.Runner()
+        return self._runner
+
+    def _run(self, entry: str, stack: str, doing: str, payload: dict[str, Any]) -> Any:
+        """One job under the stack's lock; its answer, or the ControlPlaneError it raised."""
+        import enginejob
+
         key = f"controlplane/provision/{os.environ.get('PULUMI_BACKEND_URL', 'default')}/{stack}"
         try:
-            job = self._runner.start(f"controlplane.provision:{entry}", {**payload, "stack": stack,
+            job = self._the_runner().start(f"controlplane.provision:{entry}", {**payload, "stack": stack,
                                                                           "work_dir": str(self.work_dir)},
                                      kind=f"controlplane-{entry}", title=f"a {doing} of stack {stack} by the control "
                                      "plane", key=key, wait=LOCK_WAIT_SECONDS)
@@ -381,10 +396,8 @@ class Provisioner:
     def preview(self, stack: str) -> dict[str, Any]:
         self._check_stack(stack)
         with self._lock:
-            if self._plan_dir is None:  # private to this process (0700), gone when it exits
-                self._plan_dir = Path(tempfile.mkdtemp(prefix="controlplane-plans-"))
-                atexit.register(shutil.rmtree, self._plan_dir, ignore_errors=True)
-            plan_file = self._plan_dir / f"{stack}-{uuid.uuid4().hex}.json"
+            # Private to this process (0700), gone when it exits or, killed outright, at the next sweep.
+            plan_file = self._the_runner().private_dir() / f"{stack}-{uuid.uuid4().hex}.json"
         plan = Plan.from_json(self._run("preview_job", stack, "preview", {"plan_file": str(plan_file)}))
         with self._lock:
             self._keep(plan)
@@ -393,7 +406,7 @@ class Provisioner:
                 del self._outcomes[plan.id]
         return {"stack": plan.stack, "plan_id": plan.id, "summary": plan.summary,
                 "changes": [{"op": s.op, "resource": s.resource, "type": s.type, "changed": s.changed}
-                            for s in plan.steps]}
+                            for s in plan.steps], "cost": plan.cost}
 
     def _keep(self, plan: Plan) -> None:
         previous = self._plans.pop(plan.id, None)

@@ -247,8 +247,9 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         auto_start: bool | None = None,
         volume_size_gb: Annotated[int | None, Field(description="size of volume 'data' at /data (new customer: 1; 0 "
                                                                 "for none); it only grows")] = None,
-        dry_run: Annotated[bool, Field(description="check and return the steps the apply would make (a preview); "
-                                                   "change nothing")] = False,
+        dry_run: Annotated[bool, Field(description="check and return the steps the apply would make (a preview) "
+                                                   "and the monthly Fly cost before and after them; change "
+                                                   "nothing")] = False,
         refresh: Annotated[bool, Field(description="first read what exists at Fly (pulumi refresh), so what was "
                                                    "changed or removed outside the control plane is repaired")] = False,
         ctx: Context = None,  # type: ignore[assignment]
@@ -311,8 +312,9 @@ def build_server(infra: Infra, *, audit: AuditLog, provisioner: Provisioner | No
         apply: Annotated[bool, Field(description="false: preview and return a plan_id; true: apply that plan")] = False,
         plan_id: Annotated[str | None, Field(description="the plan_id of the preview to apply")] = None,
     ) -> dict[str, Any]:
-        """The slice itself through the Automation API: a preview returns the planned changes and a plan
-        id; applying requires that id and refuses when the plan has changed since."""
+        """The slice itself through the Automation API: a preview returns the planned changes, the monthly Fly
+        cost before and after them (prices the table lacks named as unknown) and a plan id; applying requires
+        that id and refuses when the plan has changed since."""
         def op() -> dict[str, Any]:
             if apply:
                 infra.guard.write("infra_provision_org")

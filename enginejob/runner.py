@@ -9,6 +9,7 @@ a second caller gets ``Busy`` at once.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -161,6 +162,27 @@ class Runner:
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
         self.lock_dir = self.state_dir / "locks"
         self.jobs_dir = self.state_dir / "jobs"
+        self.owners_dir = self.state_dir / "owners"
+        self._private: Path | None = None
+        self._private_lock = threading.Lock()
+
+    # -- this process's own directory -------------------------------------------------------------------------
+
+    def private_dir(self) -> Path:
+        """A directory (0700) of this process's, for files that must outlive one job but not the process (the
+        control plane's saved plans): removed at exit, or, for a process killed outright (SIGKILL, or a
+        SIGTERM with no handler runs no ``atexit``), by the next sweep of any process."""
+        with self._private_lock:
+            if self._private is None:
+                staging = self.owners_dir / f".{os.getpid()}-{secrets.token_hex(4)}"
+                staging.mkdir(mode=0o700, parents=True)
+                alive = os.open(staging / "alive.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                locks.try_flock(alive)  # held until this process ends: the fd is never closed
+                directory = staging.with_name(staging.name[1:])
+                staging.rename(directory)
+                atexit.register(shutil.rmtree, directory, ignore_errors=True)
+                self._private = directory
+            return self._private
 
     # -- locks ------------------------------------------------------------------------------------------------
 
@@ -256,6 +278,21 @@ class Runner:
                     swept.append(Swept(directory.name, str(info.get("kind", "")), str(info.get("key", "")),
                                        str(info.get("title", "")), str(info.get("started", "")),
                                        dict(info.get("notes") or {}), tuple(killed)))
+                finally:
+                    os.close(fd)
+        if self.owners_dir.is_dir():  # private directories of processes that died
+            for directory in self.owners_dir.iterdir():
+                if directory.name.startswith("."):
+                    if time.time() - directory.stat().st_mtime > STAGING_GRACE_SECONDS:
+                        shutil.rmtree(directory, ignore_errors=True)
+                    continue
+                try:
+                    fd = os.open(directory / "alive.lock", os.O_RDWR | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    if locks.try_flock(fd):
+                        shutil.rmtree(directory, ignore_errors=True)
                 finally:
                     os.close(fd)
         # Marked processes whose job directory is gone (removed by hand, or a crash between the two steps).

@@ -21,7 +21,8 @@ subtracted, since they depend on the rest of the organization.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -122,14 +123,32 @@ class Estimate:
         return not self.unknown
 
 
-def in_words(e: Estimate) -> str:
-    """The estimate as a plan page says it: "about $4.10 a month on your Fly bill", and what it leaves out."""
-    text = f"about ${e.total.quantize(Decimal('0.01'))} a month on your Fly bill"
-    if not e.complete:
-        n = len(e.unknown)
-        text += (f", plus {n} item{'s' if n != 1 else ''} whose price Fly doesn't publish as a figure "
-                 f"({', '.join(line.label for line in e.unknown[:3])}{', ...' if n > 3 else ''})")
-    return text
+_COUNT = {1: "", 2: "two ", 3: "three ", 4: "four "}
+_NOUN = {"machine": "machine", "volume": "volume", "ip": "address", "certificate": "certificate"}
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def in_words(items: Sequence[Billable], table: PriceTable | None = None) -> str:
+    """What ``items`` add to the Fly bill a month, as a plan page says it: the known part and what it is, and
+    what has no price in the table, said in words (never counted as $0)."""
+    result = estimate(items, table)
+    by_key = {item.key: item for item in items}
+    text = f"About ${result.total.quantize(Decimal('0.01'))} a month on your Fly bill"
+    paid = [by_key[line.key].label for line in result.lines if line.usd]
+    if paid:
+        text += f" ({_and(paid)})"
+    kinds = Counter("Flycast address" if by_key[line.key].ip_type == "private_v6" else _NOUN[by_key[line.key].kind]
+                    for line in result.unknown)
+    if kinds:
+        many = sum(kinds.values()) > 1
+        text += ", plus " + _and([f"the {_COUNT.get(n, f'{n} ')}{noun}{'es' if n > 1 and noun.endswith('s') else 's' if n > 1 else ''}"
+                                  for noun, n in kinds.items()]) + \
+            f", whose price{'s' if many else ''} {'are' if many else 'is'}n't in our price table"
+    running = ". Machines are counted as running all month." if any(item.kind == "machine" for item in items) else "."
+    return text + running
 
 
 def preset_name(guest: Mapping[str, Any]) -> str:

@@ -2,8 +2,9 @@
 it, per resource and in total, with the delta; with `--policy-pack`, the same preview runs the policy pack, and
 `--markdown FILE` writes the short table the PR preview comment shows (policy violations and the cost delta).
 
-The prices and the arithmetic are fly.pricing's (one estimate for every caller); this module only reads
-a stack's resources and a preview's steps, and renders.
+The prices and the arithmetic are fly.pricing's, reading a stack's resources and a preview's steps is
+fly.stack_cost's (one estimate for every caller: the control plane's dry runs use the same); this module runs
+the preview and renders.
 """
 
 from __future__ import annotations
@@ -11,49 +12,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from pulumi import automation as auto
-from pulumi.automation.events import EngineEvent, OpType
+from pulumi.automation.events import EngineEvent
 
-from fly.pricing import Billable, Comparison, Estimate, PriceTable, billable_from_pulumi, compare, estimate
+from fly.pricing import Comparison, Estimate, PriceTable, compare, estimate
+from fly.stack_cost import billables, preview_inputs, state_inputs
 
 REPO = Path(__file__).resolve().parent.parent
-# Steps after which the resource is gone from the stack; every other step leaves its `new` inputs.
-_GONE = {OpType.DELETE, OpType.DISCARD}
-_KEEPS_OLD = {OpType.DELETE_REPLACED, OpType.DISCARD_REPLACED, OpType.REMOVE_PENDING_REPLACE}
-
-
-def state_inputs(deployment: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """urn -> (type, inputs) of a state's resources (``stack.export_stack().deployment``)."""
-    return {r["urn"]: (r["type"], dict(r.get("inputs") or {})) for r in deployment.get("resources") or []
-            if not r.get("delete")}
-
-
-def preview_inputs(state: Mapping[str, tuple[str, dict[str, Any]]],
-                   events: Iterable[EngineEvent]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """What a preview would leave: the state, with each step's new inputs, less what it deletes."""
-    after = dict(state)
-    for event in events:
-        pre = event.resource_pre_event
-        if pre is None:
-            continue
-        step = pre.metadata
-        if step.op in _GONE:
-            after.pop(step.urn, None)
-        elif step.op not in _KEEPS_OLD:
-            chosen = step.new or step.old
-            if chosen is not None:
-                after[step.urn] = (step.type, dict(chosen.inputs or {}))
-    return after
-
-
-def billables(resources: Mapping[str, tuple[str, dict[str, Any]]]) -> list[Billable]:
-    return [b for urn, (type_, inputs) in resources.items() if (b := billable_from_pulumi(type_, urn, inputs))]
 
 
 @dataclass(frozen=True)

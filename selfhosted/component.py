@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 
 from fly.appconfig import FlyToml, load_fly_toml, machine_config
+from fly.pricing import Billable
 from fly.providers import App, AppSecrets, FlyConnectionArgs, IpAddress, Machine, Volume
 
 from .health import HealthGate
@@ -30,6 +31,7 @@ from .target import Target
 
 DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
 VOLUME_NAME = "agentdata"
+RELAY_IP_TYPES = ("shared_v4", "v6", "private_v6")  # public (shared IPv4 + IPv6) and on Flycast
 
 
 @lru_cache(maxsize=None)
@@ -62,6 +64,23 @@ def vm_config(settings: DeploySettings, volume_id: str) -> dict[str, Any]:
                             metadata=marker(settings))
     config["guest"] = VM_SIZES[settings.vm_size].guest()
     return config
+
+
+def pair_billables(settings: DeploySettings) -> list[Billable]:
+    """What Fly bills for in the pair ``SelfHostedPair`` makes from these settings (its machines, the VM's volume,
+    the addresses), for ``fly.pricing.estimate``: read from the settings alone, before any engine run (the plan
+    page). Apps and secrets are not billed."""
+    region = settings.region
+    return [
+        Billable("relay-machine", f"the relay's machine ({settings.relay_app}-0)", "machine", region=region,
+                 guest=relay_config(settings).get("guest") or {}),
+        *[Billable(f"relay-{kind}", f"the relay's {kind} address", "ip", ip_type=kind) for kind in RELAY_IP_TYPES],
+        Billable("vm-volume", f"the agent VM's {settings.volume_size_gb} GB volume", "volume", region=region,
+                 size_gb=settings.volume_size_gb),
+        Billable("vm-machine", f"the agent VM's machine ({settings.vm_app}-0)", "machine", region=region,
+                 guest=vm_config(settings, "vol_pending")["guest"]),
+        Billable("vm-private_v6", "the agent VM's private_v6 address", "ip", ip_type="private_v6"),
+    ]
 
 
 def expected_checks(role: str) -> list[str]:
@@ -103,7 +122,7 @@ class SelfHostedPair(pulumi.ComponentResource):
         self.relay_ips = [IpAddress(f"relay-{kind.replace('_', '-')}", app=self.relay_app.name, type=kind,
                                     org_slug=org_slug if kind == "private_v6" else None, connection=connection,
                                     opts=child)
-                          for kind in ("shared_v4", "v6", "private_v6")]
+                          for kind in RELAY_IP_TYPES]
         self.relay_secrets = AppSecrets("relay-secrets", app=self.relay_app.name,
                                         values={k: pulumi.Output.secret(v) for k, v in relay_secrets.items()},
                                         connection=connection, opts=child)

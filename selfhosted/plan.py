@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fly.pricing import in_words
 from fly.regions import REGIONS
 
 from .account import Account
-from .component import VOLUME_NAME, expected_checks, flycast_url, relay_config, restart_policy, vm_config
+from .component import (VOLUME_NAME, expected_checks, flycast_url, pair_billables, relay_config, restart_policy,
+                        vm_config)
 from .settings import CHANNELS, VM_SIZES, Credentials, DeploySettings
 from .target import Target
 
@@ -44,6 +46,7 @@ def plan(settings: DeploySettings, account: Account, target: Target, credentials
                  f"{restart_policy(vm_config(settings, 'vol_pending'))}; "
                  f"RELAY_CALLBACK_URL={flycast_url(settings.relay_app)}"),
         PlanItem("Agent VM secrets", "ANTHROPIC_API_KEY (value never shown or stored here)"),
+        PlanItem("Fly bill", in_words(pair_billables(settings))),
         PlanItem("Success means", f"both machines' checks passing (read back from Fly) and "
                  f"{target.public_url(settings.relay_app)}/health answering ok; otherwise everything is rolled back"),
     ]

@@ -304,7 +304,7 @@ def _up(job: _Job, stack: auto.Stack, ctx: JobContext) -> tuple[auto.UpResult | 
 
     threading.Thread(target=announce, name="announce-cancel", daemon=True).start()
     try:
-        return ctx.engine(up)
+        return ctx.engine(up, stack=stack)
     finally:
         finished.set()
 

@@ -17,6 +17,16 @@ from tests.pgserver import PostgresServer, TeamBackend, set_up_team_backend
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """enginejob's state (locks, job and private directories) of every server, CLI and job the tests start:
+    never the user's own state directory."""
+    path = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARTIFACT_STATE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture
 def flysim() -> Iterator[FlysimServer]:
     """A fresh simulator per test, latency zero, rate limits as on Fly."""

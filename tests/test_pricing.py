@@ -73,9 +73,12 @@ def test_a_machine_size_missing_from_the_table_is_reported_not_zero() -> None:
     assert result.total == Decimal("1.50")  # the known part, and said to be a lower bound:
     text = render_text(compare(estimate([], table), result))
     assert "at least $1.50 (1 unknown)" in text and "no price for shared-cpu-1x" in text
-    assert in_words(result) == ("about $1.50 a month on your Fly bill, plus 1 item whose price Fly doesn't publish "
-                                "as a figure (machine org1-nfs-0 (org1-nfs): shared-cpu-1x, 512 MB, syd)")
-    assert in_words(estimate([volume(10)], table)) == "about $1.50 a month on your Fly bill"
+    assert in_words([volume(10), machine("org1-nfs-0")], table) == (
+        "About $1.50 a month on your Fly bill (volume nfsdata (org1-nfs)), plus the machine, whose price isn't in our "
+        "price table. Machines are counted as running all month.")
+    assert in_words([volume(10), machine("a"), machine("b")], table).endswith(
+        "plus the two machines, whose prices aren't in our price table. Machines are counted as running all month.")
+    assert in_words([volume(10)], table) == "About $1.50 a month on your Fly bill (volume nfsdata (org1-nfs))."
     # A region without a multiplier is unknown too, even when the size has a price.
     assert estimate([machine("m", region="fra")], with_machine_prices()).unknown[0].basis == \
         "unknown: fly/pricing.json has no price multiplier for region fra"

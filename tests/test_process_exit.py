@@ -7,6 +7,7 @@ package's ``__main__`` (what ``python -m pulumi.dynamic`` is)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -83,6 +84,36 @@ def test_a_thread_still_running_is_waited_for(tmp_path: Path) -> None:
     done = _run([str(script)], tmp_path)
     assert done.returncode == 0
     assert "thread finished" in done.stdout
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["stop_quietly_on_interrupt", "python-default"])
+def test_the_engines_interrupt_ends_the_program_without_a_traceback(tmp_path: Path, quiet: bool) -> None:
+    """A cancelled update closes the language host with SIGINT to its process group while the program still
+    waits in its event loop (as the runner's ``run_until_complete`` does): the program ends at once, its
+    output flushed, and prints no ``KeyboardInterrupt``. Python's default, for contrast, does print one."""
+    script = tmp_path / process_exit.PROGRAM_RUNNER
+    script.write_text(textwrap.dedent(f"""\
+        import asyncio, sys
+        from fly.providers.process_exit import stop_quietly_on_interrupt
+        if {quiet}:
+            stop_quietly_on_interrupt()
+        print("buffered output", end="")  # not flushed: the interrupt must not lose it
+        print("ready", file=sys.stderr, flush=True)
+        asyncio.new_event_loop().run_until_complete(asyncio.sleep(60))
+        """))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    try:
+        assert proc.stderr is not None and proc.stderr.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    if quiet:
+        assert proc.returncode == -signal.SIGINT, stderr
+        assert stderr == "" and stdout == "buffered output"
+    else:
+        assert "KeyboardInterrupt" in stderr
 
 
 def _provider_main(tmp_path: Path, body: str) -> None:

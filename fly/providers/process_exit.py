@@ -7,12 +7,15 @@ all of it after the last API call: measured by ``bench`` as part of every ``prev
 ``destroy``. Here, once a process has done everything a normal exit does that anyone could observe
 (non-daemon threads joined, ``atexit`` handlers run, streams flushed), it leaves with ``os._exit`` and the
 same status. Any other exit (an error, a non-zero status, a thread still running) is left untouched.
+
+The program process also ends quietly when the engine interrupts it (``stop_quietly_on_interrupt``).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -90,3 +93,30 @@ def skip_teardown_in_program_process() -> None:
         raise AssertionError("unreachable")  # sys.exit raises
 
     sys.exit = exit_
+
+
+def stop_quietly_on_interrupt() -> None:
+    """The program process: a SIGINT ends it at once (output flushed, ended by the signal), without Python's
+    ``KeyboardInterrupt`` traceback.
+
+    Only the engine interrupts a program (a Ctrl-C at a terminal reaches the CLI alone), and only once it is
+    done with it. A cancelled update returns without waiting for the program (deployment_executor.go waits
+    for it only when the update neither failed nor was cancelled), which still waits on its RegisterResource
+    calls; the CLI then closes the language host with SIGINT to the host's whole process group
+    (plugin.go, ``cmdutil.InterruptChildren``), and the host runs the program in that group (the v3.259
+    host also interrupts the program itself when its run is cancelled). Python's default answer is a
+    traceback on stderr, which the CLI shows in the stack's diagnostics whenever it comes before the display
+    ends: under load, often. Nothing is lost by stopping: the engine has recorded what the update did."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (a program run inline in another process)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: the signal came in the middle of a flush
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

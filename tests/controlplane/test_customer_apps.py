@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -21,6 +22,7 @@ from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from controlplane_helpers import REPO, SliceWorld
+from fly.pricing import PriceTable
 
 # The mutating calls each step makes at Fly (leases apart: they guard an update, they change nothing).
 STEP_CALLS = {
@@ -32,6 +34,11 @@ STEP_CALLS = {
     ("replace", "Machine"): ["Machines_delete", "Machines_create"],
 }
 LEASES = {"Machines_create_lease", "Machines_release_lease"}
+VOLUME_GB = PriceTable.load().prices["volume_gb_month"].usd  # dollars a GB-month, from fly/pricing.json
+
+
+def money(usd: Decimal) -> str:
+    return str(usd.quantize(Decimal("0.01")))
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +128,16 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             assert [(s["op"], s["type"]) for s in plan["steps"]] == [
                 ("create", "App"), ("create", "IpAddress"), ("create", "AppSecrets"), ("create", "Volume"),
                 ("create", "Machine")]
+            # Its monthly cost, from the same preview: nothing before; after, the 1 GB volume at the table's
+            # price, and the machine and the Flycast address named as unknown (the table has no price), not $0.
+            cost = plan["cost"]
+            assert cost["before"] == {"usd": "0.00", "complete": True, "unknown": []}
+            assert cost["after"]["usd"] == cost["delta"]["usd"] == money(VOLUME_GB) and not cost["after"]["complete"]
+            unknown = {u["resource"]: u["reason"] for u in cost["unknown"]}
+            assert unknown == {f"machine agent ({app}): shared-cpu-2x, 1024 MB, syd":
+                               "fly/pricing.json has no price for shared-cpu-2x",
+                               f"address ({app}): private_v6": "fly/pricing.json has no price for private_v6 addresses"}
+            assert all(r["after"] is None for r in cost["resources"] if r["resource"] in unknown)
             [machine], [volume] = live(world, app)
             assert machine.state == "started" and machine.id == made["machine"]["id"]
             assert machine.config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 1024}
@@ -154,6 +171,12 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             # Volume grow: extended in place.
             plan, _ = await pair(client, {"customer": "acme", "volume_size_gb": 3})
             assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [("update", "Volume", ["size_gb"])]
+            # The dry run's cost moves by exactly 2 GB at the table's volume price; the machine stays unknown.
+            cost = plan["cost"]
+            assert [(r["before"], r["after"], r["delta"]) for r in cost["resources"] if r["resource"].startswith(
+                "volume ")] == [(money(VOLUME_GB), money(3 * VOLUME_GB), money(2 * VOLUME_GB))]
+            assert cost["delta"] == {"usd": money(2 * VOLUME_GB), "complete": False}
+            assert cost["before"]["unknown"] == cost["after"]["unknown"] and len(cost["after"]["unknown"]) == 2
             _, [grown] = live(world, app)
             assert grown.id == volume.id and grown.size_gb == 3
 

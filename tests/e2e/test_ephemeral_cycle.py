@@ -112,10 +112,6 @@ def test_up_failing_midway_still_tears_down(tmp_path: Path, pulumi_bin: Path) ->
     assert_nothing_left(cycle, pulumi_bin)
 
 
-# Run on one Python only: under load the program process sometimes prints a KeyboardInterrupt during the
-# engine's cancel (seen in CI's 3.13 pass and once on 3.11; passed on rerun, not yet explained). Open in the
-# issue note; on 3.11 it runs every time.
-@pytest.mark.one_python
 @pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-the-cycle", "ctrl-c-to-the-process-group"])
 def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path, to_group: bool) -> None:
     """A cancelled CI job (SIGTERM to the cycle) or a Ctrl-C at a terminal (SIGINT to the whole foreground
@@ -154,7 +150,8 @@ def test_signal_during_up_still_tears_down(tmp_path: Path, pulumi_bin: Path, to_
     assert re.search(r"\bnfs-app created\b", before), "nothing was created before the signal: the test proves nothing"
     # pulumi cancelled gracefully: one SIGINT reached it (a second would kill it), none reached its plugins.
     assert "update canceled" in after and after.count("^C received") == 1
-    assert "KeyboardInterrupt" not in output
+    # The engine closes the program it no longer waits for with SIGINT: no traceback (__main__.py).
+    assert "KeyboardInterrupt" not in output and "Traceback" not in output
     assert re.search(r"\bnfs-app deleted\b", after)  # and the teardown's destroy removed what it made
     assert "validate (phase 6)" not in output
     assert_nothing_left(cycle, pulumi_bin)

@@ -14,7 +14,8 @@ from pulumi import automation as auto
 from pulumi.automation.events import EngineEvent
 
 from fly.pricing import compare, estimate
-from ops.cost import billables, preview_inputs, render_markdown, violations
+from fly.stack_cost import billables, preview_inputs
+from ops.cost import render_markdown, violations
 from ops.cost import main as cost_main
 
 from .harness import REPO, make_stack

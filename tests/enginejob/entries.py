@@ -39,3 +39,14 @@ def engine_then_rollback(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
     first, _err, cancelled = ctx.engine(lambda: subprocess.run([fake, "30"]).returncode)
     second, _err2, cancelled2 = ctx.engine(lambda: subprocess.run([fake, "0.2"]).returncode)
     return {"first": first, "cancelled": cancelled, "second": second, "second_cancelled": cancelled2}
+
+
+def pulumi_up(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """`pulumi up` of the stack in ``payload["project"]`` through the Automation API, as the control plane's
+    apply runs it (``stack=`` given: an interrupted engine's leftover lock is released)."""
+    from pulumi import automation as auto
+
+    stack = auto.select_stack(stack_name="s", work_dir=payload["project"],
+                              opts=auto.LocalWorkspaceOptions(work_dir=payload["project"], env_vars=dict(ctx.env)))
+    _value, error, cancelled = ctx.engine(lambda: stack.up(color="never"), stack=stack)
+    return {"cancelled": cancelled, "error": type(error).__name__ if error else None}

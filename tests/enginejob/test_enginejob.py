@@ -168,3 +168,32 @@ def test_a_sweep_leaves_live_jobs_of_other_processes_alone(runner: Runner, tmp_p
     assert job.wait(10) == "rolled back"
     info = json.dumps([p.name for p in runner.jobs_dir.iterdir()])
     assert info == "[]"
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigterm", "sigkill"])
+def test_a_private_directory_lives_as_long_as_its_process(ending: str, tmp_path: Path) -> None:
+    """The control plane's saved plans: gone when the server exits, and after any death, by the next sweep."""
+    state = tmp_path / "state"
+    owner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from enginejob import Runner
+        runner = Runner({str(state)!r})
+        mine = runner.private_dir()
+        assert runner.private_dir() == mine  # one per process
+        (mine / "plan.json").write_text("{{}}")
+        print(mine, flush=True)
+        sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert owner.stdout is not None and owner.stdin is not None
+    directory = Path(owner.stdout.readline().strip())
+    assert (directory / "plan.json").exists() and directory.stat().st_mode & 0o777 == 0o700
+    assert Runner(state).sweep() == [] and directory.exists()  # alive: another process's sweep leaves it
+    if ending == "exit":
+        owner.stdin.close()
+        owner.wait(10)
+        assert not directory.exists()
+        return
+    owner.send_signal(signal.SIGTERM if ending == "sigterm" else signal.SIGKILL)
+    owner.wait(10)
+    assert directory.exists()  # no atexit ran
+    assert Runner(state).sweep() == [] and not directory.exists()

@@ -14,15 +14,6 @@ import pytest
 from selfhosted_helpers import WizardServer
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Job state of wizards made by fixtures wider than one test: never the user's own state directory."""
-    path = tmp_path_factory.mktemp("state")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ARTIFACT_STATE_DIR", str(path))
-        yield path
-
-
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The job runner's state (locks, job directories) of this test alone, for it and its subprocesses."""

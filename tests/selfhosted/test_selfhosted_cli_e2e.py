@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fly.pricing import PriceTable
 from flysim.testing import FlysimServer
 
 from selfhosted_helpers import scan, secret_values
@@ -41,6 +42,10 @@ def test_setup_then_teardown_on_flysim(flysim: FlysimServer, engine: Path, tmp_p
     out = setup.stdout
     assert "The plan (nothing is created yet):" in out
     assert "App erin-relay: new app" in out and "Agent VM volume: agentdata, 1 GB in fra" in out
+    # The Fly bill in words, as on the wizard's plan page (fly/pricing.json's volume price; machines unknown).
+    gb_month = PriceTable.load().prices["volume_gb_month"].usd
+    assert (f"Fly bill: About ${gb_month * 1:.2f} a month on your Fly bill (the agent VM's 1 GB volume), plus the two "
+            "machines") in out
     assert out.index("The plan") < out.index("creating relay app")  # the plan before anything is created
     assert "Relay URL:   https://erin-relay.fly.dev" in out
     assert "Webhook URL: https://erin-relay.fly.dev/webhooks/twilio" in out

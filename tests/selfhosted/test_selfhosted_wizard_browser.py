@@ -15,7 +15,9 @@ from flysim.testing import FlysimServer
 
 from selfhosted_helpers import WizardServer, scan, secret_values
 
-pytestmark = pytest.mark.e2e
+# What the pages do in a browser is the same whatever Python serves them (the wizard's HTTP answers and its
+# deploys are tested on both Pythons in test_selfhosted_wizard_http.py): scripts/test runs this on one.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

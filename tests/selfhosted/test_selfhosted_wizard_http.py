@@ -3,12 +3,15 @@ confirmation, answers that keep no credential and are never cached."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from decimal import Decimal
 
 import httpx
 import pytest
 
+from fly.pricing import PriceTable
 from flysim.testing import FlysimServer
 
 from selfhosted.settings import FIELDS, SECRET_FIELDS
@@ -257,3 +260,28 @@ def test_no_character_in_any_field_gets_a_bare_error(wizard: WizardServer, flysi
                 if field in SECRET_FIELDS:
                     assert form[field] not in answer.text
     assert flysim.calls() == []
+
+
+def test_the_plan_page_says_the_fly_bill_in_words(wizard: WizardServer, flysim: FlysimServer,
+                                                  creds: dict[str, str]) -> None:
+    """"About $X a month on your Fly bill": the VM's volume at fly/pricing.json's price; the machines and the
+    Flycast addresses (no price in the table) said in words, never as $0; the form's volume size moves it by
+    exactly the table's amount. No engine run: the plan page comes before any deploy."""
+    gb_month = PriceTable.load().prices["volume_gb_month"].usd
+    before = len(flysim.calls())
+    with httpx.Client(base_url=wizard.url, timeout=60) as http:
+        def bill(size_gb: int) -> str:
+            page = http.post("/plan", data=_form(flysim, creds, "bill") | {"volume_size_gb": str(size_gb)})
+            assert page.status_code == 200, page.text
+            job = re.search(r'action="/jobs/([^/]+)/deploy"', page.text).group(1)
+            assert http.post(f"/jobs/{job}/cancel").status_code == 303
+            return html.unescape(re.search(r"<dt>Fly bill</dt><dd>(.*?)</dd>", page.text).group(1))
+
+        small, large = bill(1), bill(11)
+    assert small == (f"About ${gb_month * 1:.2f} a month on your Fly bill (the agent VM's 1 GB volume), plus the two "
+                     "machines and the two Flycast addresses, whose prices aren't in our price table. Machines are "
+                     "counted as running all month.")
+    assert "the agent VM's 11 GB volume" in large and "plus the two machines" in large
+    amounts = [Decimal(re.match(r"About \$(\d+\.\d\d) a month", text).group(1)) for text in (small, large)]
+    assert amounts[1] - amounts[0] == 10 * gb_month
+    assert not [c for c in flysim.calls()[before:] if c.get("mutating")]
