@@ -158,24 +158,3 @@ def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimSer
     assert any(s.text.startswith("waiting: a CI update by ") for s in steps)
     assert [c for c in flysim.calls() if c.get("mutating")] == []
     assert run_teardown(target, settings, flysim.token, lambda _s: None) == []
-
-
-@pytest.mark.one_python
-def test_on_a_team_backend_a_deploy_waits_for_the_stacks_advisory_lock(
-        flysim: FlysimServer, engine: Path, team_backend: Any, creds: dict[str, str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """``setup --backend postgres://...`` (docs/team-backend.md): another machine's update of the stack holds
-    its advisory lock; the deploy waits, saying who holds it, then is refused in words before any change."""
-    from enginejob.backend_lock import stack_lock
-
-    settings, credentials = parse({"prefix": "kim"}, {**creds, "fly_token": flysim.token})
-    monkeypatch.setenv("ARTIFACT_STACK_LOCK_WAIT", "0.3")
-    flysim.clear_calls()
-    steps: list[Step] = []
-    with stack_lock(team_backend.url, "selfhosted", "kim", title="a CI update", wait=0):
-        busy = setup(flysim_target(flysim.url), settings, credentials, steps.append, backend_url=team_backend.url,
-                     passphrase="pass-phrase-1")
-    assert not busy.ok and busy.code == "busy" and "a CI update by " in busy.failure, busy.failure
-    assert any(s.text.startswith("waiting: a CI update by ") for s in steps)
-    assert team_backend.password not in busy.failure + json.dumps([s.as_dict() for s in steps])
-    assert [c for c in flysim.calls() if c.get("mutating")] == []
