@@ -184,6 +184,21 @@ class TeamBackend:
         with self.admin() as conn:
             return {k: str(v) for k, v in conn.execute(f"SELECT key, data::text FROM pulumi.{table}").fetchall()}
 
+    def stored(self, table: str = "pulumi_state") -> str:
+        """Every row's key and text as stored, and each file in it decoded (Pulumi keeps a file base64-encoded
+        in a JSON object; gzip left alone): what to grep for plaintext secrets."""
+        import base64
+        import json
+
+        texts = []
+        for key, text in self.rows(table).items():
+            texts += [key, text]
+            try:
+                texts.append(base64.b64decode(json.loads(text)["data"]).decode("utf-8", errors="replace"))
+            except (ValueError, KeyError, TypeError):
+                pass
+        return "\n".join(texts)
+
 
 def run_doc_block(heading: str, env: dict[str, str], *, fill: dict[str, str] | None = None,
                   cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

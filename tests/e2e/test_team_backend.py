@@ -2,26 +2,28 @@
 (tests/pgserver.py), set up by the page's own commands:
 
 - a slice's whole life on postgres://: preview, a `pulumi up` killed midway, the documented recovery and a
-  rerun that converges, a no-change up, a change (a secret's rotation), destroy, and no row of the stack
-  left; the table holds every secret only as ciphertext;
+  rerun that converges, a no-change up, a change (a secret's rotation, previewed and applied through the
+  control plane's `infra_provision_org`), destroy, and no row of the stack left; the table holds every
+  secret only as ciphertext;
 - two updates of one stack through the project's entry point (``SliceStack``, which the cycle, the
   benchmark and the tests use), started together, 20 pairs: both run, one after the other, the second
   having waited and said for whom; two plain `pulumi up` started together: never both;
-- eight ephemeral cycles at once (the acceptance's 8), separate processes on one backend: each converges and
-  leaves nothing at its flysim and no row in the table.
+- eight ephemeral cycles at once, separate processes on one backend and one flysim: each converges and
+  leaves nothing at flysim (apps, machines, volumes, tokens), no failed call but retried 429s, and no row in
+  the table.
 
 The lock pairs use a probe project with no resources (the cheapest real engine run: the lock is the point,
 not the slice)."""
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,11 +32,12 @@ from typing import Any
 
 import pytest
 
+from controlplane.validate import SYNTHETIC_CUSTOMER
 from flysim.testing import FlysimServer
 from ops.workspace import VENV, SliceStack, engine_env, local_slice_stack, open_stack
 from tests.pgserver import TeamBackend
 
-from .userpaths import Cli, doc_block, kill_run, pending_operations, view, wait_until
+from .userpaths import Cli, SliceView, doc_block, kill_run, pending_operations, view, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,18 +49,6 @@ PAIRS = 20
 PLAIN_PAIRS = 8
 PROBES = 4  # stacks whose pairs run at the same time
 CYCLES = 8
-
-
-def _decoded(rows: dict[str, str]) -> str:
-    """Every row as Pulumi stored it and decoded (each file is base64 in a JSON object), gzip left alone."""
-    texts = []
-    for text in rows.values():
-        texts.append(text)
-        try:
-            texts.append(base64.b64decode(json.loads(text)["data"]).decode("utf-8", errors="replace"))
-        except (ValueError, KeyError, TypeError):
-            pass
-    return "\n".join(texts)
 
 
 def _stack_rows(team_backend: TeamBackend, stack: str) -> list[str]:
@@ -115,16 +106,23 @@ def test_slice_on_postgres_preview_killed_up_recovery_change_destroy(team_backen
         calls = [c for c in flysim.calls() if c.get("started", c["at"]) >= checked_from]
         assert calls == [], f"a no-change up called Fly: {calls}"
 
+        # The change (a secret's rotation) through the control plane's `infra_provision_org`, as an operator's
+        # agent applies it: a preview, then that plan applied, with the stack's lock taken on this backend.
         s.stack.set_config("artifact-slice:clerkSecretKey", _secret(CLERK_SECRET_ROTATED))
-        changed = s.up()
-        assert changed.summary.resource_changes.get("update", 0) >= 2, changed.summary.resource_changes
+        changed = _provision_through_the_control_plane(s, tmp_path)
+        assert changed["result"] == "succeeded" and changed["changes"].get("update", 0) >= 2, changed
         assert view(flysim, prefix).app("fly-router")["secrets"]["version"] > sim.app("fly-router")["secrets"]["version"]
 
-        # Secrets only as ciphertext: every row, as stored and decoded, holds none of them.
-        stored = _decoded(team_backend.rows())
+        # Secrets only as ciphertext: every row, as stored and decoded, holds none of them: not the ones the test
+        # knows, nor any other value the state keeps as a secret (every one, as `--show-secrets` reveals them).
+        stored = team_backend.stored()
         token = s.outputs()["controlPlaneToken"]
         assert _stack_rows(team_backend, prefix), "the state is not in the database"
-        for secret in (CLERK_SECRET, CLERK_SECRET_ROTATED, token, flysim.token, PASSPHRASE):
+        shown = cli.shell(f"pulumi stack export --show-secrets --stack {prefix}")
+        assert shown.returncode == 0, shown.stderr
+        in_state = _secret_values(json.loads(shown.stdout))
+        assert {CLERK_SECRET_ROTATED, token} <= in_state, "the export shows no secrets: the check below proves nothing"
+        for secret in (CLERK_SECRET, flysim.token, PASSPHRASE, *in_state):
             assert secret and secret not in stored, "a secret is in the database in plaintext"
         assert "ciphertext" in stored
 
@@ -133,6 +131,71 @@ def test_slice_on_postgres_preview_killed_up_recovery_change_destroy(team_backen
         assert view(flysim, prefix).apps == {}
         assert [t for t in view(flysim, prefix).live_tokens()] == []
         assert _stack_rows(team_backend, prefix) == []
+
+
+def _provision_through_the_control_plane(s: SliceStack, tmp_path: Path) -> dict[str, Any]:
+    """`python -m controlplane serve --stack` over stdio (the mcp SDK's client): `infra_provision_org` previews
+    the stack on the team backend (PULUMI_BACKEND_URL) and applies that plan."""
+    import anyio
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    env = {**s.stack.workspace.env_vars, "FLY_ORG_TOKEN": s.outputs()["controlPlaneToken"], "PYTHONPATH": str(REPO),
+           "ARTIFACT_STATE_DIR": str(tmp_path / "state")}
+    params = StdioServerParameters(command=sys.executable, cwd=str(REPO), env=env, args=[
+        "-m", "controlplane", "serve", "--stdio", "--stack", s.stack.name, "--work-dir", str(s.work_dir),
+        "--allow-writes", "--audit-log", str(tmp_path / "audit.jsonl")])
+    answers: dict[str, Any] = {}
+
+    def ok(result: Any) -> dict[str, Any]:
+        assert not result.is_error, result.content[0].text
+        return result.structured_content or json.loads(result.content[0].text)
+
+    async def scenario() -> None:
+        with (tmp_path / "controlplane.log").open("w") as log:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                plan = ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
+                assert plan["summary"].get("update", 0) >= 2 and plan["plan_id"], plan
+                answers["applied"] = ok(await client.call_tool("infra_provision_org", {
+                    "stack": s.stack.name, "apply": True, "plan_id": plan["plan_id"]}))
+
+    anyio.run(scenario)
+    said = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "controlplane.log").read_text()
+    assert env["FLY_ORG_TOKEN"] not in said and CLERK_SECRET_ROTATED not in said
+    return answers["applied"]
+
+
+SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")  # Pulumi's secret marker
+
+
+def _secret_values(exported: Any) -> set[str]:
+    """Every string inside a secret of a `pulumi stack export --show-secrets` (6 characters or more: shorter
+    ones, like "true", would be found in any text)."""
+    found: set[str] = set()
+
+    def leaves(value: Any) -> None:
+        if isinstance(value, str) and len(value) >= 6:
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                leaves(item)
+        elif isinstance(value, list):
+            for item in value:
+                leaves(item)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get(SECRET_SIG[0]) == SECRET_SIG[1] and "plaintext" in value:
+                leaves(json.loads(value["plaintext"]))
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(exported)
+    return found
 
 
 def _secret(value: str) -> Any:
@@ -223,6 +286,10 @@ def test_two_updates_started_together_queue_through_the_entry_point(probes: list
         # Never both at once: every update recorded, each succeeded (Pulumi's own lock refuses an overlap).
         assert len(history) == count + 2 * (PAIRS // PROBES)
         assert {h["result"] for h in history} == {"succeeded"}
+        # ... and, as the backend recorded them (to the second), none began before the one before it had ended.
+        ordered = sorted(history, key=lambda h: (h["start"], h["end"]))
+        overlaps = [(a, b) for a, b in zip(ordered, ordered[1:]) if b["start"] < a["end"]]
+        assert overlaps == [], f"updates of one stack ran at once: {overlaps}"
     assert waited >= PAIRS // 2, f"only {waited} of {PAIRS} pairs overlapped: the test did not start them together"
 
 
@@ -262,26 +329,49 @@ def _plain_up(cli: Cli) -> None:
 @pytest.mark.one_python
 def test_ephemeral_cycles_at_once_on_one_backend_converge_and_leave_nothing(team_backend: TeamBackend,
                                                                            pulumi_bin: Path, tmp_path: Path) -> None:
+    """Eight ephemeral cycles at once, each a process of its own, on one backend and one Fly API (a flysim of
+    the test's own, rate limits on, one org: `--fly fly` as CI runs it): each converges (up, phase 6) and is
+    torn down; flysim is left with no app, machine, volume or live token of theirs, no call failed but
+    429s, each waited out and retried, and the table with no row of theirs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "FLY_", "PG"))}
     env.update({"PATH": f"{pulumi_bin}{os.pathsep}{env.get('PATH', '')}", "PULUMI_BACKEND_URL": team_backend.url,
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
     runs = []
-    for i in range(CYCLES):
-        run_id = f"t{uuid.uuid4().hex[:8]}"
-        state = tmp_path / f"flysim-{i}.json"
-        log = (tmp_path / f"cycle-{i}.log").open("w")
-        proc = subprocess.Popen([str(REPO / "scripts" / "ephemeral-cycle"), "--run-id", run_id, "--flysim-latency",
-                                 "zero", "--keep-flysim-state", str(state)], cwd=REPO, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        runs.append((proc, log, state, f"org1-e2e-{run_id}"))
-    for proc, log, state, stack in runs:
-        proc.wait(timeout=900)
-        log.close()
-        output = Path(log.name).read_text()
-        assert proc.returncode == 0, f"{stack}:\n{output[-5000:]}"
-        assert f"stack {stack} removed from the backend" in output and re.search(r"\b0 failed\b", output), output[-3000:]
-        apps = [a["name"] for a in json.loads(state.read_text())["apps"] if a["name"].startswith(stack + "-")]
-        assert apps == [], f"{stack}: apps left at flysim: {apps}"
+    with FlysimServer(orgs=["org1"]) as flysim:
+        env.update({"FLY_API_TOKEN": flysim.token, "FLY_API_BASE_URL": flysim.url, "FLY_FLAPS_BASE_URL": flysim.url})
+        for i in range(CYCLES):
+            run_id = f"t{uuid.uuid4().hex[:8]}"
+            log = (tmp_path / f"cycle-{i}.log").open("w")
+            proc = subprocess.Popen([str(REPO / "scripts" / "ephemeral-cycle"), "--run-id", run_id, "--fly", "fly"],
+                                    cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            runs.append((proc, log, f"org1-e2e-{run_id}"))
+        for proc, log, stack in runs:
+            proc.wait(timeout=900)
+            log.close()
+            output = Path(log.name).read_text()
+            assert proc.returncode == 0, f"{stack}:\n{output[-5000:]}"
+            # It converged (phase 6 found nothing wrong), was destroyed with nothing for the sweep, and removed.
+            assert re.search(r"\b0 failed\b", output) and f"stack {stack} removed from the backend" in output \
+                and f"sweep: nothing of {stack} is left" in output, output[-3000:]
+            assert flysim.token not in output and team_backend.password not in output
+        state, calls = flysim.state(), flysim.calls()
+    for _, _, stack in runs:
+        sim = SliceView(stack, state)
+        assert sim.apps == {}, f"{stack}: apps left at flysim: {sorted(sim.apps)}"
+        assert sim.tokens() and sim.live_tokens() == [], f"{stack}: its control-plane token is not revoked"
         assert _stack_rows(team_backend, stack) == [], f"{stack}: rows left in the state table"
+    # Nothing at all of theirs (machines and volumes live in apps), nor of anyone: flysim held only these slices.
+    assert state["apps"] == [] and [t for t in state["tokens"] if not t["revoked"]] == []
+    stacks = [stack for _, _, stack in runs]
+    for stack in stacks:  # each slice did its work here: machines and its volume made, its apps deleted
+        ops = {c["operation"] for c in calls if f"/{stack}-" in c["path"] and c["status"] < 400}
+        assert {"Machines_create", "Volumes_create", "Apps_delete"} <= ops, (stack, sorted(ops))
+    # The one answer not a success that is no failure: phase 6 asking whether its synthetic customer's name is free.
+    free = {f"/v1/apps/{stack}-cust-{SYNTHETIC_CUSTOMER}" for stack in stacks}
+    failed = [c for c in calls if c["status"] >= 400 and not (c["status"] == 404 and c["path"] in free)]
+    assert [c for c in failed if c["status"] != 429] == [], f"calls that failed: {failed[:20]}"
+    for rejected in failed:  # every 429 was a "later": the same call came again and went through
+        assert any(c["method"] == rejected["method"] and c["path"] == rejected["path"] and c["status"] < 400
+                   and c["at"] >= rejected["at"] for c in calls), f"a 429 never retried: {rejected}"
     with team_backend.admin() as conn:  # and no connection of theirs left (their locks went with them)
         assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0

@@ -17,6 +17,7 @@ from selfhosted.progress import Progress, Step
 from selfhosted.runner import SetupResult, deploy_outcome, run_teardown, start_deploy
 from selfhosted.settings import Credentials, DeploySettings, parse
 from selfhosted.target import Target, flysim_target
+from tests.pgserver import TeamBackend
 
 from selfhosted_helpers import scan, secret_values
 
@@ -132,12 +133,18 @@ def test_existing_apps_without_their_state_are_not_taken_over(flysim: FlysimServ
 
 
 def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimServer, engine: Path, job_tmp: Path,
-                                                               tmp_path: Path, creds: dict[str, str],
+                                                               team_backend: TeamBackend, creds: dict[str, str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's `--backend` as a team uses it: a PostgreSQL backend (docs/team-backend.md) on a real server.
+    A second deploy changes nothing; while another machine's update holds the stack, a deploy waits, says for
+    whom, and runs once it is free, or is refused in words when the wait runs out."""
+    import threading
+
+    from enginejob.backend_lock import stack_lock
+
     settings, credentials = parse({"prefix": "jill"}, {**creds, "fly_token": flysim.token})
     target = flysim_target(flysim.url)
-    backend = f"file://{tmp_path / 'backend'}"
-    (tmp_path / "backend").mkdir()
+    backend = team_backend.url
     first = setup(target, settings, credentials, lambda _s: None, backend_url=backend, passphrase="pass-phrase-1")
     assert first.ok, first.failure
     flysim.clear_calls()
@@ -146,13 +153,36 @@ def test_with_the_users_backend_a_second_setup_changes_nothing(flysim: FlysimSer
     assert second.ok, second.failure
     assert [c for c in flysim.calls() if c.get("mutating")] == []  # an up with nothing to change changes nothing
     assert not [s for s in steps if s.status == "running" and s.key.startswith("up:")]
+    stored = team_backend.stored()  # the state is in the table, its secrets only as ciphertext
+    assert "/selfhosted/jill" in stored and "ciphertext" in stored
+    assert [name for name, value in secret_values(creds, flysim.token).items() if value in stored] == []
 
-    # Another machine's update of the stack holds the backend's lock: waited for (said), then refused in words.
-    from enginejob.backend_lock import stack_lock
+    # Another machine's update of the stack holds it: the deploy waits, says for whom, and runs when it is free.
+    steps.clear()
+    waiting, held = threading.Event(), threading.Event()
 
+    def other_update() -> None:
+        with stack_lock(backend, "selfhosted", settings.prefix, title="a CI update", wait=0):
+            held.set()
+            waiting.wait(timeout=120)
+
+    holder = threading.Thread(target=other_update)
+    holder.start()
+    assert held.wait(timeout=30)
+
+    def progress(step: Step) -> None:
+        steps.append(step)
+        if step.text.startswith("waiting: a CI update by "):
+            waiting.set()
+
+    after = setup(target, settings, credentials, progress, backend_url=backend, passphrase="pass-phrase-1")
+    holder.join(timeout=30)
+    assert waiting.is_set() and after.ok, after.failure
+
+    # ... and when the wait runs out, is refused in words, having changed nothing.
     monkeypatch.setenv("ARTIFACT_STACK_LOCK_WAIT", "0.3")
     steps.clear()
-    with stack_lock(backend, "selfhosted", "jill", title="a CI update", wait=0):
+    with stack_lock(backend, "selfhosted", settings.prefix, title="a CI update", wait=0):
         busy = setup(target, settings, credentials, steps.append, backend_url=backend, passphrase="pass-phrase-1")
     assert not busy.ok and busy.code == "busy" and "a CI update by " in busy.failure
     assert any(s.text.startswith("waiting: a CI update by ") for s in steps)
