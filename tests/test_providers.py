@@ -221,3 +221,20 @@ def test_an_app_under_a_former_name_keeps_it_instead_of_being_replaced(flysim) -
     assert provider.update(made.id, olds, renamed).outs["name"] == "s1-image-basic"
     # A new stack's app takes the runbook's name.
     assert provider.create(renamed).id == "s1-fly-host-basic"
+
+
+def test_a_refresh_reads_back_numbers_the_engine_returns_as_floats_without_warnings(flysim) -> None:
+    """The engine hands a resource's numbers back as floats (an exit code of 0 is 0.0): a refresh of a release
+    command reads them as the ints they are, with no serializer warning in the user's output."""
+    import warnings
+
+    from fly.providers.machine_ops import ReleaseCommandProvider
+
+    connection = {"fly_api": {"api_base_url": flysim.url, "flaps_base_url": flysim.url}, "fly_token": flysim.token}
+    AppProvider().create({"name": "release-floats", "org_slug": "personal", **connection})
+    props = {**connection, "app": "release-floats", "region": "syd", "config": {"image": "img:1"}, "timeout": 600.0,
+             "machine_id": "m1", "exit_code": 0.0, "finished_at": "2026-12-04T00:00:00Z"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = ReleaseCommandProvider().read("m1", props)
+    assert read.outs["exit_code"] == 0 and isinstance(read.outs["exit_code"], int)

@@ -211,7 +211,9 @@ class FlyProvider(ResourceProvider, Generic[I, O]):
 
     @classmethod
     def _state(cls, props: dict[str, Any]) -> Any:
-        known = {k: v for k, v in props.items() if k in cls.Outputs.model_fields and v is not None}
+        # normal(): the engine hands numbers back as floats (an exit code of 0.0), which an int field would
+        # dump with a serializer warning on every refresh.
+        known = {k: normal(v) for k, v in props.items() if k in cls.Outputs.model_fields and v is not None}
         return cls.Outputs.model_construct(**{**cls._output_defaults(), **known})
 
     @classmethod
