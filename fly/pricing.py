@@ -9,7 +9,7 @@ control plane's dry runs and the self-hosted wizard's plan page. A caller descri
     now.total, then.total, then.unknown           # Decimal dollars a month; lines whose price is unknown
     compare(now, then)                            # per item: before, after, delta
 
-A price the table lacks (a machine size or region Fly's page doesn't state as a figure) makes the line
+A price the table lacks (a machine size, memory amount or region Fly's matrix doesn't list) makes the line
 ``usd=None`` with the reason, and the estimate's ``unknown`` lists it: the total is then a lower bound, said
 so by ``Estimate.complete`` being False. Nothing is ever guessed or counted as zero.
 
@@ -52,9 +52,9 @@ class Price:
 @dataclass(frozen=True)
 class PriceTable:
     prices: Mapping[str, Price]
-    presets: Mapping[str, tuple[int, Price]]  # name -> (memory included, MB; price at multiplier 1)
-    extra_memory_gb: Price | None
-    region_multipliers: Mapping[str, Price]  # region -> factor (as a Price: usd holds the factor)
+    # region -> (preset, memory MB) -> a started Machine's monthly price there, as Fly's matrix for that region
+    # renders it (the region's markup included; Fly publishes no multiplier as a figure, only these prices).
+    machines: Mapping[str, Mapping[tuple[str, int], Price]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path = PRICES_FILE) -> PriceTable:
@@ -64,22 +64,26 @@ class PriceTable:
     def parse(cls, data: Mapping[str, Any]) -> PriceTable:
         sources = {k: v["url"] for k, v in (data.get("sources") or {}).items()}
 
-        def price(key: str, entry: Mapping[str, Any], field_: str = "usd") -> Price:
-            missing = [f for f in (field_, "source", "read", "quote") if not entry.get(f)]
+        def cited(key: str, entry: Mapping[str, Any], *fields: str) -> None:
+            missing = [f for f in (*fields, "source", "read", "quote") if not entry.get(f)]
             if missing or entry["source"] not in sources:
-                raise PriceTableError(f"pricing.json: {key} needs {field_}, a source listed under sources, the "
-                                      f"day it was read and the quote (missing: {', '.join(missing) or 'source'})")
-            return Price(Decimal(str(entry[field_])), sources[entry["source"]], str(entry["read"]), str(entry["quote"]))
+                raise PriceTableError(f"pricing.json: {key} needs {', '.join(fields) or 'prices'}, a source listed "
+                                      f"under sources, the day it was read and the quote (missing: "
+                                      f"{', '.join(missing) or 'source'})")
 
-        presets = {name: (int(e["memory_mb"]), price(f"machine_presets.{name}", e))
-                   for name, e in (data.get("machine_presets") or {}).items()}
-        extra = data.get("extra_memory_gb_month")
-        return cls(
-            prices={k: price(k, e) for k, e in (data.get("prices") or {}).items()},
-            presets=presets,
-            extra_memory_gb=price("extra_memory_gb_month", extra) if extra else None,
-            region_multipliers={r: price(f"region_multipliers.{r}", e, "factor")
-                                for r, e in (data.get("region_multipliers") or {}).items()})
+        def price(key: str, entry: Mapping[str, Any]) -> Price:
+            cited(key, entry, "usd")
+            return Price(Decimal(str(entry["usd"])), sources[entry["source"]], str(entry["read"]), str(entry["quote"]))
+
+        machines: dict[str, dict[tuple[str, int], Price]] = {}
+        if matrix := data.get("machines"):
+            cited("machines", matrix, "prices")
+            for region, cells in matrix["prices"].items():
+                for cell, usd in cells.items():
+                    preset, _, memory = cell.partition("@")
+                    machines.setdefault(region, {})[(preset, int(memory))] = Price(
+                        Decimal(str(usd)), sources[matrix["source"]], str(matrix["read"]), str(matrix["quote"]))
+        return cls(prices={k: price(k, e) for k, e in (data.get("prices") or {}).items()}, machines=machines)
 
 
 @dataclass(frozen=True)
@@ -161,21 +165,15 @@ def _machine(item: Billable, table: PriceTable) -> Line:
     size = preset_name(guest)
     memory = int(guest.get("memory_mb") or 0)
     label = f"{item.label}: {size}, {memory} MB, {item.region}"
-    if size not in table.presets:
-        return Line(item.key, label, None, f"unknown: fly/pricing.json has no price for {size}")
-    base_memory, base = table.presets[size]
-    multiplier = table.region_multipliers.get(item.region or "")
-    if multiplier is None:
-        return Line(item.key, label, None, f"unknown: fly/pricing.json has no price multiplier for region {item.region}")
-    extra_mb = max(0, memory - base_memory)
-    if extra_mb and table.extra_memory_gb is None:
-        return Line(item.key, label, None, "unknown: fly/pricing.json has no price for extra memory")
-    extra = table.extra_memory_gb.usd * Decimal(extra_mb) / Decimal(1024) if extra_mb and table.extra_memory_gb \
-        else Decimal("0")
-    usd = (base.usd + extra) * multiplier.usd
-    basis = f"({size} ${base.usd}" + (f" + {extra_mb} MB extra × ${table.extra_memory_gb.usd}/GB"
-                                       if extra_mb and table.extra_memory_gb else "") + f") × {multiplier.usd} ({item.region})"
-    return Line(item.key, label, usd, basis)
+    region = table.machines.get(item.region or "")
+    if region is None:
+        return Line(item.key, label, None, f"unknown: fly/pricing.json has no machine prices for region {item.region}")
+    price = region.get((size, memory))
+    if price is None:
+        listed = ", ".join(f"{mb} MB" for preset, mb in region if preset == size)
+        return Line(item.key, label, None, f"unknown: fly/pricing.json has no price for {size} with {memory} MB"
+                    + (f" (Fly's matrix lists {listed})" if listed else ""))
+    return Line(item.key, label, price.usd, f"{size} {memory} MB in {item.region} ${price.usd}")
 
 
 def _line(item: Billable, table: PriceTable) -> Line:

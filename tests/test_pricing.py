@@ -32,15 +32,10 @@ def volume(size_gb: int, name: str = "nfsdata"):
                                                                   "region": "syd", "size_gb": size_gb})
 
 
-def with_machine_prices() -> PriceTable:
-    """The shipped table plus the machine figures Fly's page doesn't state as numbers (so the shipped table
-    lacks them): this test's own values, in the table's format, to check the arithmetic once they are added."""
+def without_region(region: str) -> PriceTable:
+    """The shipped table without one region's machine matrix: what the table is for a region Fly adds later."""
     data = copy.deepcopy(SHIPPED)
-    cite = {"source": "fly-pricing", "read": "2026-12-04", "quote": "test figure"}
-    data["machine_presets"] = {"shared-cpu-1x": {"memory_mb": 256, "usd": "2.00", **cite},
-                               "shared-cpu-2x": {"memory_mb": 512, "usd": "4.00", **cite}}
-    data["extra_memory_gb_month"] = {"usd": "5.00", **cite}
-    data["region_multipliers"] = {"syd": {"factor": "1.25", **cite}, "ams": {"factor": "1.00", **cite}}
+    del data["machines"]["prices"][region]
     return PriceTable.parse(data)
 
 
@@ -51,6 +46,9 @@ def test_every_shipped_price_names_its_public_source_and_the_day_it_was_read() -
         assert price.source_url.startswith("https://fly.io/"), key
         assert len(price.read) == 10 and price.read[4] == "-", key
         assert price.quote, key
+    machines = [price for cells in table.machines.values() for price in cells.values()]
+    assert len(table.machines) == 35 and len(machines) == 35 * 31  # every region Fly lists, 31 sizes each
+    assert all(p.source_url == "https://fly.io/docs/about/pricing/" and p.read == "2025-08-19" for p in machines)
     broken = copy.deepcopy(SHIPPED)
     del broken["prices"]["volume_gb_month"]["read"]
     with pytest.raises(PriceTableError, match="volume_gb_month"):
@@ -65,46 +63,52 @@ def test_growing_a_volume_moves_the_estimate_by_exactly_the_volume_price() -> No
     assert after.complete
 
 
-def test_a_machine_size_missing_from_the_table_is_reported_not_zero() -> None:
-    table = PriceTable.load()  # Fly's preset matrix is not in the shipped table
-    result = estimate([volume(10), machine("org1-nfs-0")], table)
+def test_a_price_missing_from_the_table_is_reported_not_zero() -> None:
+    table = PriceTable.load()
+    # 768 MB on a shared-cpu-1x is a size Fly runs but its matrix doesn't list (it says "about $5" a GB extra).
+    odd = machine("org1-nfs-0", memory_mb=768)
+    result = estimate([volume(10), odd], table)
     assert not result.complete
-    assert [line.basis for line in result.unknown] == ["unknown: fly/pricing.json has no price for shared-cpu-1x"]
+    assert [line.basis for line in result.unknown] == [
+        "unknown: fly/pricing.json has no price for shared-cpu-1x with 768 MB (Fly's matrix lists 256 MB, 512 MB, "
+        "1024 MB, 2048 MB)"]
     assert result.total == Decimal("1.50")  # the known part, and said to be a lower bound:
     text = render_text(compare(estimate([], table), result))
-    assert "at least $1.50 (1 unknown)" in text and "no price for shared-cpu-1x" in text
-    assert in_words([volume(10), machine("org1-nfs-0")], table) == (
+    assert "at least $1.50 (1 unknown)" in text and "no price for shared-cpu-1x with 768 MB" in text
+    assert in_words([volume(10), odd], table) == (
         "About $1.50 a month on your Fly bill (volume nfsdata (org1-nfs)), plus the machine, whose price isn't in our "
         "price table. Machines are counted as running all month.")
-    assert in_words([volume(10), machine("a"), machine("b")], table).endswith(
+    assert in_words([volume(10), machine("a", memory_mb=768), machine("b", memory_mb=768)], table).endswith(
         "plus the two machines, whose prices aren't in our price table. Machines are counted as running all month.")
     assert in_words([volume(10)], table) == "About $1.50 a month on your Fly bill (volume nfsdata (org1-nfs))."
-    # A region without a multiplier is unknown too, even when the size has a price.
-    assert estimate([machine("m", region="fra")], with_machine_prices()).unknown[0].basis == \
-        "unknown: fly/pricing.json has no price multiplier for region fra"
+    # A region whose matrix the table lacks (one Fly adds later) is unknown too, though the size is listed.
+    assert estimate([machine("m", region="fra")], without_region("fra")).unknown[0].basis == \
+        "unknown: fly/pricing.json has no machine prices for region fra"
 
 
 @pytest.mark.parametrize(("change", "after", "expected_delta"), [
-    # 1x with 512 MB in syd: (2.00 + 256/1024 x 5.00) x 1.25 = 4.0625
-    ("size", {"cpus": 2, "memory_mb": 512}, (Decimal("4.00") * Decimal("1.25")) - Decimal("4.0625")),
-    ("memory", {"memory_mb": 1024}, Decimal("512") / 1024 * Decimal("5.00") * Decimal("1.25")),
-    ("region", {"region": "ams"}, (Decimal("2.00") + Decimal("1.25")) * (Decimal("1.00") - Decimal("1.25"))),
+    # From fly/pricing.json's machines (Fly's matrices, read 2025-08-19). Before: shared-cpu-1x 512 MB in syd $4.05.
+    ("size", {"cpus": 2}, Decimal("4.93") - Decimal("4.05")),           # shared-cpu-2x 512 MB in syd: $4.93
+    ("memory", {"memory_mb": 1024}, Decimal("7.23") - Decimal("4.05")),  # shared-cpu-1x 1024 MB in syd: $7.23
+    ("region", {"region": "ams"}, Decimal("3.32") - Decimal("4.05")),    # shared-cpu-1x 512 MB in ams: $3.32
+    ("kind", {"cpu_kind": "performance", "memory_mb": 2048}, Decimal("39.35") - Decimal("4.05")),  # perf-1x 2 GB syd
 ])
 def test_a_machine_change_moves_the_estimate_by_exactly_the_table_amounts(change, after, expected_delta) -> None:
-    table = with_machine_prices()
+    table = PriceTable.load()
     before = estimate([machine("m")], table)
-    assert before.total == Decimal("4.0625")
+    assert before.total == Decimal("4.05") and before.complete
     moved = estimate([machine("m", **after)], table)
-    assert compare(before, moved).delta == expected_delta, change
+    assert moved.complete and compare(before, moved).delta == expected_delta, change
 
 
 def test_adding_a_customer_app_adds_exactly_its_machine_and_addresses() -> None:
-    table = with_machine_prices()
+    table = PriceTable.load()
     slice_items = [volume(10), machine("org1-nfs-0")]
     customer = [machine("acme-web-0", app="acme-web", region="ams", cpus=1, memory_mb=256),
                 billable_from_pulumi(f"{FLY}IpAddress", "urn::acme-v4", {"app": "acme-web", "type": "v4"}),
                 billable_from_pulumi(f"{FLY}App", "urn::acme-app", {"name": "acme-web", "org_slug": "org1"})]
     grown = compare(estimate(slice_items, table), estimate([*slice_items, *[c for c in customer if c]], table))
-    assert grown.delta == Decimal("2.00") * Decimal("1.00") + Decimal("2.00")  # preset in ams + dedicated IPv4
+    # shared-cpu-1x 256 MB in ams $2.02 + a dedicated IPv4 $2.00; the app itself isn't billed
+    assert grown.delta == Decimal("2.02") + Decimal("2.00")
     assert [ch.label for ch in grown.changes if not ch.present_before] == [
         "machine acme-web-0 (acme-web): shared-cpu-1x, 256 MB, ams", "address (acme-web): v4"]
