@@ -35,6 +35,11 @@ STEP_CALLS = {
 }
 LEASES = {"Machines_create_lease", "Machines_release_lease"}
 VOLUME_GB = PriceTable.load().prices["volume_gb_month"].usd  # dollars a GB-month, from fly/pricing.json
+SYD = {size: price.usd for size, price in PriceTable.load().machines["syd"].items()}  # a started machine a month
+
+
+def cost_delta(plan: dict) -> Decimal:
+    return Decimal(plan["cost"]["delta"]["usd"])
 
 
 def money(usd: Decimal) -> str:
@@ -128,15 +133,16 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             assert [(s["op"], s["type"]) for s in plan["steps"]] == [
                 ("create", "App"), ("create", "IpAddress"), ("create", "AppSecrets"), ("create", "Volume"),
                 ("create", "Machine")]
-            # Its monthly cost, from the same preview: nothing before; after, the 1 GB volume at the table's
-            # price, and the machine and the Flycast address named as unknown (the table has no price), not $0.
+            # Its monthly cost, from the same preview: nothing before; after, the 1 GB volume and the machine at
+            # the table's prices (shared-cpu-2x 1024 MB in syd: $8.11), and the Flycast address named as unknown
+            # (the table has no price for it), not $0.
             cost = plan["cost"]
+            assert SYD[("shared-cpu-2x", 1024)] == Decimal("8.11")
             assert cost["before"] == {"usd": "0.00", "complete": True, "unknown": []}
-            assert cost["after"]["usd"] == cost["delta"]["usd"] == money(VOLUME_GB) and not cost["after"]["complete"]
+            assert cost["after"]["usd"] == cost["delta"]["usd"] == money(VOLUME_GB + Decimal("8.11"))
+            assert not cost["after"]["complete"]
             unknown = {u["resource"]: u["reason"] for u in cost["unknown"]}
-            assert unknown == {f"machine agent ({app}): shared-cpu-2x, 1024 MB, syd":
-                               "fly/pricing.json has no price for shared-cpu-2x",
-                               f"address ({app}): private_v6": "fly/pricing.json has no price for private_v6 addresses"}
+            assert unknown == {f"address ({app}): private_v6": "fly/pricing.json has no price for private_v6 addresses"}
             assert all(r["after"] is None for r in cost["resources"] if r["resource"] in unknown)
             [machine], [volume] = live(world, app)
             assert machine.state == "started" and machine.id == made["machine"]["id"]
@@ -152,6 +158,8 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             # A partial call changes only what it names: memory; env, secrets, cpus, volume are kept.
             plan, _ = await pair(client, {"customer": "acme", "memory_mb": 2048})
             assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [("update", "Machine", ["config"])]
+            # ... and its dry run's cost moves by exactly the table's two figures: $14.46 - $8.11 (syd).
+            assert cost_delta(plan) == SYD[("shared-cpu-2x", 2048)] - SYD[("shared-cpu-2x", 1024)] == Decimal("6.35")
             [updated], _ = live(world, app)
             assert updated.id == machine.id
             assert updated.config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
@@ -171,12 +179,12 @@ def test_lifecycle_dry_run_equals_apply(world: SliceWorld, manifest_file: Path, 
             # Volume grow: extended in place.
             plan, _ = await pair(client, {"customer": "acme", "volume_size_gb": 3})
             assert [(s["op"], s["type"], s["changed"]) for s in plan["steps"]] == [("update", "Volume", ["size_gb"])]
-            # The dry run's cost moves by exactly 2 GB at the table's volume price; the machine stays unknown.
+            # The dry run's cost moves by exactly 2 GB at the table's volume price; the Flycast address stays unknown.
             cost = plan["cost"]
             assert [(r["before"], r["after"], r["delta"]) for r in cost["resources"] if r["resource"].startswith(
                 "volume ")] == [(money(VOLUME_GB), money(3 * VOLUME_GB), money(2 * VOLUME_GB))]
             assert cost["delta"] == {"usd": money(2 * VOLUME_GB), "complete": False}
-            assert cost["before"]["unknown"] == cost["after"]["unknown"] and len(cost["after"]["unknown"]) == 2
+            assert cost["before"]["unknown"] == cost["after"]["unknown"] and len(cost["after"]["unknown"]) == 1
             _, [grown] = live(world, app)
             assert grown.id == volume.id and grown.size_gb == 3
 

@@ -28,7 +28,8 @@ from .harness import REPO, make_stack
 pytestmark = pytest.mark.e2e
 
 ROUTER_IMAGE = "registry.fly.io/artifact-fly-router:2026.11.2"
-PRICES = PriceTable.load().prices  # fly/pricing.json
+TABLE = PriceTable.load()  # fly/pricing.json
+PRICES = TABLE.prices
 VOLUME_GB, CERTIFICATE = PRICES["volume_gb_month"].usd, PRICES["certificate_hostname_month"].usd  # dollars a month
 
 
@@ -64,16 +65,22 @@ def test_provision_org_preview_then_apply_by_plan_id(tmp_path: Path, pulumi_bin:
                 same = _ok(await client.call_tool("infra_provision_org", {"stack": s.stack.name}))
                 assert same["changes"] == [] and set(same["summary"]) == {"same"} and same["plan_id"]
                 assert not any(c["mutating"] for c in flysim.calls())
-                # Its cost, from the same preview: the slice as it stands, unchanged; the machines' prices are
-                # not in the table, so each is named as unknown (never $0) and the total is the known part.
+                # Its cost, from the same preview: the slice as it stands, unchanged. Priced: the NFS volume
+                # (1 GB), the router's hostname certificate, and each machine at its region's matrix figure for its
+                # size ("machine x (app): shared-cpu-1x, 512 MB, syd"); free: the shared addresses. Unknown (no
+                # price in the table, never $0): the Flycast addresses alone, so the total is the known part.
                 cost = same["cost"]
                 assert cost["before"] == cost["after"] and cost["delta"]["usd"] == "0.00"
-                # Priced: the NFS volume (1 GB) and the router's hostname certificate; free: the shared addresses.
-                assert cost["after"]["usd"] == money(VOLUME_GB * 1 + CERTIFICATE) and not cost["after"]["complete"]
-                machines = [u for u in cost["unknown"] if u["resource"].startswith("machine ")]
-                assert any(router["name"] in u["resource"] for u in machines), cost["unknown"]
-                assert all("has no price for" in u["reason"] for u in machines)
-                assert all(r["after"] is None for r in cost["resources"] if r["resource"].startswith("machine "))
+                machines = {r["resource"]: r["after"] for r in cost["resources"] if r["resource"].startswith("machine ")}
+                assert any(router["name"] in name for name in machines), machines
+                figures = {}
+                for name, usd in machines.items():
+                    size, memory, region = name.rsplit(": ", 1)[1].split(", ")
+                    figures[name] = TABLE.machines[region][(size, int(memory.removesuffix(" MB")))].usd
+                    assert usd == money(figures[name]), (name, usd)
+                assert cost["after"]["usd"] == money(VOLUME_GB * 1 + CERTIFICATE + sum(figures.values()))
+                assert not cost["after"]["complete"]
+                assert cost["unknown"] and all(": private_v6" in u["resource"] for u in cost["unknown"]), cost["unknown"]
 
                 # A change of config: its preview names the update, and the keys it changes, and gives a plan id.
                 s.stack.set_config("artifact-slice:routerImage", auto.ConfigValue(ROUTER_IMAGE))

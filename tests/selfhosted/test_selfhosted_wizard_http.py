@@ -264,24 +264,32 @@ def test_no_character_in_any_field_gets_a_bare_error(wizard: WizardServer, flysi
 
 def test_the_plan_page_says_the_fly_bill_in_words(wizard: WizardServer, flysim: FlysimServer,
                                                   creds: dict[str, str]) -> None:
-    """"About $X a month on your Fly bill": the VM's volume at fly/pricing.json's price; the machines and the
-    Flycast addresses (no price in the table) said in words, never as $0; the form's volume size moves it by
-    exactly the table's amount. No engine run: the plan page comes before any deploy."""
+    """"About $X a month on your Fly bill": the two machines at their region's figures and the VM's volume at
+    fly/pricing.json's prices; the Flycast addresses (no price in the table) said in words, never as $0; the
+    form's volume size, VM size and region move it by exactly the table's amounts. No engine run: the plan page
+    comes before any deploy."""
     gb_month = PriceTable.load().prices["volume_gb_month"].usd
+    assert gb_month == Decimal("0.15")
     before = len(flysim.calls())
     with httpx.Client(base_url=wizard.url, timeout=60) as http:
-        def bill(size_gb: int) -> str:
-            page = http.post("/plan", data=_form(flysim, creds, "bill") | {"volume_size_gb": str(size_gb)})
+        def bill(**fields: str) -> str:
+            page = http.post("/plan", data=_form(flysim, creds, "bill") | fields)
             assert page.status_code == 200, page.text
             job = re.search(r'action="/jobs/([^/]+)/deploy"', page.text).group(1)
             assert http.post(f"/jobs/{job}/cancel").status_code == 303
             return html.unescape(re.search(r"<dt>Fly bill</dt><dd>(.*?)</dd>", page.text).group(1))
 
-        small, large = bill(1), bill(11)
-    assert small == (f"About ${gb_month * 1:.2f} a month on your Fly bill (the agent VM's 1 GB volume), plus the two "
-                     "machines and the two Flycast addresses, whose prices aren't in our price table. Machines are "
-                     "counted as running all month.")
-    assert "the agent VM's 11 GB volume" in large and "plus the two machines" in large
-    amounts = [Decimal(re.match(r"About \$(\d+\.\d\d) a month", text).group(1)) for text in (small, large)]
+        small, large = bill(volume_size_gb="1"), bill(volume_size_gb="11")
+        bigger_vm, in_syd = bill(volume_size_gb="1", vm_size="shared-cpu-4x"), bill(volume_size_gb="1", region="syd")
+    # In ams: the relay's shared-cpu-1x 256 MB $2.02 + the VM's shared-cpu-2x 1024 MB $6.64 + 1 GB x $0.15 = $8.81.
+    assert small == ("About $8.81 a month on your Fly bill (the relay's machine (bill-relay-0), the agent VM's 1 GB "
+                     "volume and the agent VM's machine (bill-vm-0)), plus the two Flycast addresses, whose prices "
+                     "aren't in our price table. Machines are counted as running all month.")
+    assert "the agent VM's 11 GB volume" in large and "plus the two Flycast addresses" in large
+    amounts = [Decimal(re.match(r"About \$(\d+\.\d\d) a month", text).group(1))
+               for text in (small, large, bigger_vm, in_syd)]
     assert amounts[1] - amounts[0] == 10 * gb_month
+    assert amounts[2] - amounts[0] == Decimal("13.27") - Decimal("6.64")  # the VM as shared-cpu-4x 2048 MB in ams
+    # In syd: the relay $2.47 and the VM $8.11 instead of $2.02 and $6.64.
+    assert amounts[3] - amounts[0] == (Decimal("2.47") + Decimal("8.11")) - (Decimal("2.02") + Decimal("6.64"))
     assert not [c for c in flysim.calls()[before:] if c.get("mutating")]
