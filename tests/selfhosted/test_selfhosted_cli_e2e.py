@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,11 @@ def test_setup_then_teardown_on_flysim(flysim: FlysimServer, engine: Path, tmp_p
     out = setup.stdout
     assert "The plan (nothing is created yet):" in out
     assert "App erin-relay: new app" in out and "Agent VM volume: agentdata, 1 GB in fra" in out
-    # The Fly bill in words, as on the wizard's plan page (fly/pricing.json's volume price; machines unknown).
-    gb_month = PriceTable.load().prices["volume_gb_month"].usd
-    assert (f"Fly bill: About ${gb_month * 1:.2f} a month on your Fly bill (the agent VM's 1 GB volume), plus the two "
-            "machines") in out
+    # The Fly bill in words, as on the wizard's plan page, from fly/pricing.json: in fra the relay's shared-cpu-1x
+    # 256 MB $2.24 + the VM's shared-cpu-2x 1024 MB $7.37 + 1 GB x $0.15 = $9.76; the Flycast addresses unknown.
+    assert PriceTable.load().prices["volume_gb_month"].usd == Decimal("0.15")
+    assert ("Fly bill: About $9.76 a month on your Fly bill (the relay's machine (erin-relay-0), the agent VM's 1 GB "
+            "volume and the agent VM's machine (erin-vm-0)), plus the two Flycast addresses") in out
     assert out.index("The plan") < out.index("creating relay app")  # the plan before anything is created
     assert "Relay URL:   https://erin-relay.fly.dev" in out
     assert "Webhook URL: https://erin-relay.fly.dev/webhooks/twilio" in out
